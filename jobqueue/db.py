@@ -1,0 +1,88 @@
+"""Connections, pools and the one place where driver errors become engine errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from jobqueue import errors
+
+# procrastinate's SQL names its objects unqualified, so its schema is on every session's path.
+SEARCH_PATH = "jobqueue, procrastinate, public"
+PROCRASTINATE_SCHEMA = "procrastinate"
+
+
+def dsn_from_env() -> str | None:
+    """The database named by JOBQUEUE_DSN, else DATABASE_URL, else None."""
+    return os.environ.get("JOBQUEUE_DSN") or os.environ.get("DATABASE_URL") or None
+
+
+def connection_kwargs() -> dict[str, Any]:
+    """Settings every jobqueue connection carries, whoever opens it."""
+    return {"options": f"-c search_path={SEARCH_PATH.replace(' ', '')}"}
+
+
+def translate(exc: psycopg.Error) -> Exception:
+    """The engine error for a driver error raised by a jobqueue SQL function.
+
+    Errors of class JQ map to their class in :mod:`jobqueue.errors`; a lost or refused
+    connection becomes DatabaseUnavailable; anything else is returned unchanged.
+    """
+    diag = exc.diag
+    if exc.sqlstate:
+        mapped = errors.from_sqlstate(
+            exc.sqlstate, diag.message_primary or str(exc), diag.message_detail
+        )
+        if mapped is not None:
+            mapped.__cause__ = exc
+            return mapped
+    if isinstance(exc, psycopg.OperationalError):
+        unavailable = errors.DatabaseUnavailable(f"database unavailable: {exc}")
+        unavailable.__cause__ = exc
+        return unavailable
+    return exc
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Re-raise driver errors as engine errors."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        mapped = translate(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
+def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A connection with jobqueue's session settings."""
+    return psycopg.connect(dsn, **(connection_kwargs() | kwargs))
+
+
+async def connect_async(dsn: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+    """An async connection with jobqueue's session settings."""
+    return await psycopg.AsyncConnection.connect(dsn, **(connection_kwargs() | kwargs))
+
+
+def make_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> psycopg_pool.ConnectionPool:
+    """An opened connection pool with jobqueue's session settings."""
+    return psycopg_pool.ConnectionPool(
+        dsn, min_size=min_size, max_size=max_size, kwargs=connection_kwargs(), open=True
+    )
+
+
+async def make_async_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10
+) -> psycopg_pool.AsyncConnectionPool:
+    """An opened async connection pool with jobqueue's session settings."""
+    pool = psycopg_pool.AsyncConnectionPool(
+        dsn, min_size=min_size, max_size=max_size, kwargs=connection_kwargs(), open=False
+    )
+    await pool.open()
+    return pool

@@ -1,0 +1,323 @@
+-- access.sql: organizations, users, memberships, API tokens, and the one access rule.
+--
+-- Owns:      who may see and act on which organization.
+-- Public:    can_access(user_id, organization)          -- the rule every read and action uses
+--            create_organization(name, actor)            -- a new organization (services, admins)
+--            create_user(user_id, admin, actor)          -- a user, optionally a global admin
+--            add_member(user_id, organization, role, actor)    -- (re)activates a membership
+--            remove_member(user_id, organization, actor)       -- the membership stays, inactive
+--            create_token(user_id, name, actor)          -- returns the secret once; stores its hash
+--            revoke_token(token_id, actor)
+--            authenticate(token)                         -- the token's user, or JQA01
+--            list_organizations(actor)
+-- Rule:      actor NULL is a trusted service (a role granted EXECUTE) and may do anything; a
+--            global admin may do anything; otherwise an ACTIVE membership grants access to that
+--            organization's jobs, and role 'admin' also manages its members.
+-- Locks:     none beyond the rows written.
+-- Raises:    JQA01 bad token, JQA02 forbidden, JQN02 organization, JQN03 user, JQN04 token not
+--            found, JQC01 name taken, JQV03 bad argument.
+-- Events:    none.
+
+CREATE OR REPLACE FUNCTION jobqueue._user_id(p_name text) RETURNS bigint
+LANGUAGE sql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT id FROM jobqueue.app_user WHERE name = p_name
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._is_admin(p_actor text) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT p_actor IS NULL
+        OR coalesce((SELECT is_admin FROM jobqueue.app_user WHERE name = p_actor), false)
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._can_access_id(p_actor text, p_organization_id bigint)
+RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT p_actor IS NULL OR EXISTS (
+        SELECT FROM jobqueue.app_user AS u
+        WHERE u.name = p_actor
+          AND (u.is_admin OR EXISTS (
+              SELECT FROM jobqueue.member AS m
+              WHERE m.user_id = u.id AND m.organization_id = p_organization_id AND m.active))
+    )
+$$;
+
+-- The organizations an actor may see; NULL means every one (a service or an admin).
+CREATE OR REPLACE FUNCTION jobqueue._visible_organizations(p_actor text) RETURNS bigint[]
+LANGUAGE sql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT CASE
+        WHEN jobqueue._is_admin(p_actor) THEN NULL
+        ELSE coalesce((SELECT array_agg(m.organization_id ORDER BY m.organization_id)
+                       FROM jobqueue.member AS m
+                       JOIN jobqueue.app_user AS u ON u.id = m.user_id
+                       WHERE u.name = p_actor AND m.active), '{}')
+    END
+$$;
+
+-- The organization's id when the actor may use it; JQN02 for a service naming an unknown
+-- one, JQA02 for a user (who learns nothing about organizations that are not theirs).
+CREATE OR REPLACE FUNCTION jobqueue._require_organization(p_actor text, p_organization text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_organization IS NULL THEN
+        RAISE EXCEPTION 'organization is required' USING ERRCODE = 'JQV03';
+    END IF;
+    SELECT id INTO v_id FROM jobqueue.organization WHERE name = p_organization;
+    IF v_id IS NOT NULL AND jobqueue._can_access_id(p_actor, v_id) THEN
+        RETURN v_id;
+    END IF;
+    IF p_actor IS NULL THEN
+        RAISE EXCEPTION 'organization "%" not found', p_organization USING ERRCODE = 'JQN02';
+    END IF;
+    RAISE EXCEPTION 'organization "%" is not accessible to user "%"', p_organization, p_actor
+        USING ERRCODE = 'JQA02';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._require_admin(p_actor text, p_what text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF NOT jobqueue._is_admin(p_actor) THEN
+        RAISE EXCEPTION 'only an admin may %', p_what USING ERRCODE = 'JQA02';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.can_access(user_id text, organization text)
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT coalesce(jobqueue._can_access_id(
+        can_access.user_id,
+        (SELECT o.id FROM jobqueue.organization AS o WHERE o.name = can_access.organization)
+    ) AND EXISTS (SELECT FROM jobqueue.organization AS o WHERE o.name = can_access.organization),
+    false)
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.create_organization(name text, actor text DEFAULT NULL)
+RETURNS TABLE (id bigint, organization text, created_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM jobqueue._require_admin(actor, 'create an organization');
+    IF create_organization.name IS NULL
+       OR create_organization.name !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
+        RAISE EXCEPTION 'organization name must be 1-63 letters, digits, "_", "." or "-", got %',
+            quote_nullable(left(create_organization.name, 80)) USING ERRCODE = 'JQV03';
+    END IF;
+    RETURN QUERY
+        INSERT INTO jobqueue.organization AS o (name) VALUES (create_organization.name)
+        ON CONFLICT ON CONSTRAINT organization_name_key DO NOTHING
+        RETURNING o.id, o.name, o.created_at;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'organization "%" already exists', create_organization.name
+            USING ERRCODE = 'JQC01';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._ensure_user(p_name text, p_admin boolean) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_id bigint;
+BEGIN
+    IF p_name IS NULL OR p_name !~ '^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$' THEN
+        RAISE EXCEPTION 'user name must be 1-128 letters, digits, "_", ".", "@", "+" or "-", got %',
+            quote_nullable(left(p_name, 80)) USING ERRCODE = 'JQV03';
+    END IF;
+    INSERT INTO jobqueue.app_user (name, is_admin) VALUES (p_name, coalesce(p_admin, false))
+    ON CONFLICT ON CONSTRAINT app_user_name_key
+        DO UPDATE SET is_admin = coalesce(p_admin, jobqueue.app_user.is_admin)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.create_user(
+    user_id text, admin boolean DEFAULT false, actor text DEFAULT NULL
+) RETURNS TABLE (id bigint, user_name text, is_admin boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM jobqueue._require_admin(actor, 'create a user');
+    RETURN QUERY
+        SELECT u.id, u.name, u.is_admin FROM jobqueue.app_user AS u
+        WHERE u.id = jobqueue._ensure_user(create_user.user_id, create_user.admin);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._require_org_admin(p_actor text, p_organization text)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_org_id bigint := jobqueue._require_organization(p_actor, p_organization);
+BEGIN
+    IF NOT jobqueue._is_admin(p_actor) AND NOT EXISTS (
+        SELECT FROM jobqueue.member AS m JOIN jobqueue.app_user AS u ON u.id = m.user_id
+        WHERE u.name = p_actor AND m.organization_id = v_org_id AND m.active AND m.role = 'admin'
+    ) THEN
+        RAISE EXCEPTION 'only an admin of "%" may manage its members', p_organization
+            USING ERRCODE = 'JQA02';
+    END IF;
+    RETURN v_org_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.add_member(
+    user_id text, organization text, role text DEFAULT 'member', actor text DEFAULT NULL
+) RETURNS TABLE (user_name text, organization_name text, member_role text, active boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_org_id bigint := jobqueue._require_org_admin(actor, add_member.organization);
+    v_user_id bigint;
+BEGIN
+    IF add_member.role IS NULL OR add_member.role NOT IN ('member', 'admin') THEN
+        RAISE EXCEPTION 'role must be "member" or "admin", got %', quote_nullable(add_member.role)
+            USING ERRCODE = 'JQV03';
+    END IF;
+    v_user_id := jobqueue._ensure_user(add_member.user_id, NULL);
+    INSERT INTO jobqueue.member AS m (user_id, organization_id, role, active)
+    VALUES (v_user_id, v_org_id, add_member.role::jobqueue.member_role, true)
+    ON CONFLICT ON CONSTRAINT member_pkey
+        DO UPDATE SET role = excluded.role, active = true, updated_at = now();
+    RETURN QUERY SELECT add_member.user_id, add_member.organization, add_member.role, true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.remove_member(
+    user_id text, organization text, actor text DEFAULT NULL
+) RETURNS TABLE (user_name text, organization_name text, member_role text, active boolean)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_org_id bigint := jobqueue._require_org_admin(actor, remove_member.organization);
+    v_role jobqueue.member_role;
+BEGIN
+    UPDATE jobqueue.member AS m SET active = false, updated_at = now()
+    WHERE m.user_id = jobqueue._user_id(remove_member.user_id) AND m.organization_id = v_org_id
+    RETURNING m.role INTO v_role;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'user "%" is not a member of "%"', remove_member.user_id,
+            remove_member.organization USING ERRCODE = 'JQN03';
+    END IF;
+    RETURN QUERY SELECT remove_member.user_id, remove_member.organization, v_role::text, false;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.create_token(
+    user_id text, name text DEFAULT 'default', actor text DEFAULT NULL
+) RETURNS TABLE (token_id bigint, user_name text, token_name text, secret text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_user_id bigint := jobqueue._user_id(create_token.user_id);
+    -- Two v4 UUIDs give 244 random bits from the server's strong random source.
+    v_secret text := 'jq_' || replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
+    v_id bigint;
+BEGIN
+    IF actor IS DISTINCT FROM create_token.user_id THEN
+        PERFORM jobqueue._require_admin(actor, 'create a token for another user');
+    END IF;
+    IF v_user_id IS NULL THEN
+        RAISE EXCEPTION 'user "%" not found', create_token.user_id USING ERRCODE = 'JQN03';
+    END IF;
+    IF create_token.name IS NULL OR length(create_token.name) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'token name must be 1-200 characters' USING ERRCODE = 'JQV03';
+    END IF;
+    INSERT INTO jobqueue.api_token (user_id, name, token_hash)
+    VALUES (v_user_id, create_token.name, sha256(convert_to(v_secret, 'UTF8')))
+    RETURNING id INTO v_id;
+    RETURN QUERY SELECT v_id, create_token.user_id, create_token.name, v_secret;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.revoke_token(token_id bigint, actor text DEFAULT NULL)
+RETURNS TABLE (id bigint, revoked_at timestamptz)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_owner text;
+BEGIN
+    SELECT u.name INTO v_owner FROM jobqueue.api_token AS t
+    JOIN jobqueue.app_user AS u ON u.id = t.user_id WHERE t.id = revoke_token.token_id;
+    IF NOT FOUND OR (actor IS DISTINCT FROM v_owner AND NOT jobqueue._is_admin(actor)) THEN
+        RAISE EXCEPTION 'token % not found', revoke_token.token_id USING ERRCODE = 'JQN04';
+    END IF;
+    RETURN QUERY
+        UPDATE jobqueue.api_token AS t SET revoked_at = coalesce(t.revoked_at, now())
+        WHERE t.id = revoke_token.token_id
+        RETURNING t.id, t.revoked_at;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.authenticate(token text)
+RETURNS TABLE (user_name text, is_admin boolean, token_id bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_token jobqueue.api_token;
+BEGIN
+    SELECT * INTO v_token FROM jobqueue.api_token AS t
+    WHERE t.token_hash = sha256(convert_to(coalesce(authenticate.token, ''), 'UTF8'))
+      AND t.revoked_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'invalid or revoked token' USING ERRCODE = 'JQA01';
+    END IF;
+    -- At most one write a minute per token, so authenticating every request stays read-only.
+    IF v_token.last_used_at IS NULL OR v_token.last_used_at < now() - interval '1 minute' THEN
+        UPDATE jobqueue.api_token SET last_used_at = now() WHERE id = v_token.id;
+    END IF;
+    RETURN QUERY SELECT u.name, u.is_admin, v_token.id
+                 FROM jobqueue.app_user AS u WHERE u.id = v_token.user_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.list_organizations(actor text DEFAULT NULL)
+RETURNS TABLE (id bigint, organization text, created_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT o.id, o.name, o.created_at
+    FROM jobqueue.organization AS o
+    WHERE jobqueue._visible_organizations(list_organizations.actor) IS NULL
+       OR o.id = ANY (jobqueue._visible_organizations(list_organizations.actor))
+    ORDER BY o.name
+$$;

@@ -1,0 +1,58 @@
+-- dependencies.sql: jobs that wait for other jobs.
+--
+-- Owns:      releasing and cascading dependents; called by the lifecycle trigger in the same
+--            transaction (and statement) that ends the job they depend on.
+-- Internal:  _release_dependents(ids)  -- waiting -> queued once every dependency completed
+--            _cancel_dependents(ids)   -- waiting -> canceled when a dependency ended dead or
+--                                         canceled; cascades through the lifecycle trigger
+-- States:    reads completed/dead/canceled; writes waiting -> queued | canceled.
+-- Locks:     the dependents' row locks (FOR UPDATE), in id order so concurrent releases agree.
+-- Raises:    nothing of its own.
+-- Events:    'released' and 'canceled', written by the lifecycle trigger.
+
+CREATE OR REPLACE FUNCTION jobqueue._release_dependents(p_job_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path = jobqueue, pg_catalog
+AS $$
+    WITH candidates AS (
+        SELECT j.id
+        FROM jobqueue.job AS j
+        WHERE j.id IN (SELECT d.job_id FROM jobqueue.job_dependency AS d
+                       WHERE d.depends_on_id = ANY (p_job_ids))
+          AND j.status = 'waiting'
+        ORDER BY j.id
+        FOR UPDATE
+    )
+    UPDATE jobqueue.job AS j
+    SET status = 'queued', updated_at = now()
+    FROM candidates AS c
+    WHERE j.id = c.id
+      AND NOT EXISTS (
+          SELECT FROM jobqueue.job_dependency AS d
+          JOIN jobqueue.job AS dep ON dep.id = d.depends_on_id
+          WHERE d.job_id = j.id AND dep.status <> 'completed'
+      )
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._cancel_dependents(p_job_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path = jobqueue, pg_catalog
+AS $$
+    WITH candidates AS (
+        SELECT j.id,
+               (SELECT min(d.depends_on_id) FROM jobqueue.job_dependency AS d
+                WHERE d.job_id = j.id AND d.depends_on_id = ANY (p_job_ids)) AS cause
+        FROM jobqueue.job AS j
+        WHERE j.id IN (SELECT d.job_id FROM jobqueue.job_dependency AS d
+                       WHERE d.depends_on_id = ANY (p_job_ids))
+          AND j.status = 'waiting'
+        ORDER BY j.id
+        FOR UPDATE
+    )
+    UPDATE jobqueue.job AS j
+    SET status = 'canceled', finished_at = now(), updated_at = now(),
+        last_error = format('dependency %s ended %s', c.cause,
+                            (SELECT dep.status FROM jobqueue.job AS dep WHERE dep.id = c.cause))
+    FROM candidates AS c
+    WHERE j.id = c.id
+$$;

@@ -1,0 +1,260 @@
+-- lifecycle.sql: the job state machine, enforced on the table itself.
+--
+-- Owns:      the triggers on jobqueue.job that every status change passes through, whoever
+--            issues the UPDATE; the vehicles (procrastinate jobs) that carry runnable jobs to
+--            workers; cancel and manual retry; the retry backoff.
+-- Public:    cancel_job(job_id, actor)  -- queued/waiting/retrying -> canceled; running -> cancel request
+--            retry_job(job_id, actor)   -- dead/canceled -> queued with fresh attempts
+-- Internal:  _tg_job__after_insert / _tg_job__after_update  -- check transitions, write events,
+--                                                              defer or drop vehicles, dependencies
+--            _defer_vehicles(ids), _drop_vehicles(ids), _backoff(base, max, n), _job_infos(ids)
+-- States:    reads all; writes every transition of jobqueue.job_transition.
+-- Locks:     cancel_job and retry_job take the job's row lock (FOR UPDATE); vehicles are
+--            dropped with SKIP LOCKED, so a worker fetching one concurrently never deadlocks.
+-- Raises:    JQT01 illegal transition, JQN01 job not visible.
+-- Events:    one event row per status change ('submitted' on insert, else the transition's
+--            event); the event table's trigger sends the NOTIFY (events.sql).
+
+CREATE OR REPLACE FUNCTION jobqueue._backoff(
+    p_base interval, p_max interval, p_attempt integer
+) RETURNS interval
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog
+AS $$
+    -- Exponential with "equal jitter": the delay for attempt n is d = min(max, base * 2^(n-1)),
+    -- drawn uniformly from [d/2, d], so retries of many jobs that failed together spread out.
+    SELECT d * (0.5 + random() * 0.5)
+    FROM (SELECT least(p_max, p_base * power(2, least(greatest(p_attempt, 1) - 1, 30))) AS d) AS s
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._defer_vehicles(p_job_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+    -- One procrastinate job per runnable job. The queueing lock names the job, so a second
+    -- waiting vehicle for the same job is impossible and cancel finds the waiting one by index.
+    SELECT procrastinate_defer_jobs_v1(array_agg(
+        ROW(j.queue, 'jobqueue.run', j.priority, NULL, 'jobqueue:' || j.id,
+            jsonb_build_object('job_id', j.id),
+            CASE j.status
+                WHEN 'retrying' THEN j.next_retry_at
+                ELSE nullif(greatest(j.run_at, now()), now())
+            END
+        )::procrastinate_job_to_defer_v1 ORDER BY j.id))
+    FROM jobqueue.job AS j
+    WHERE j.id = ANY (p_job_ids)
+    HAVING count(*) > 0
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._drop_vehicles(p_job_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+    -- A vehicle being fetched right now is skipped: the fetch trigger will find the job no
+    -- longer runnable and the worker drops it (worker.sql).
+    DELETE FROM procrastinate_jobs
+    WHERE id IN (
+        SELECT id FROM procrastinate_jobs
+        WHERE queueing_lock = ANY (SELECT 'jobqueue:' || unnest(p_job_ids))
+          AND status = 'todo'
+        FOR UPDATE SKIP LOCKED
+    )
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._tg_job__after_insert() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+BEGIN
+    INSERT INTO jobqueue.event (organization_id, job_id, type, data)
+    SELECT n.organization_id, n.id, 'submitted',
+           jsonb_build_object('status', n.status, 'job_type', n.job_type, 'priority', n.priority)
+    FROM new_rows AS n
+    ORDER BY n.id;
+
+    PERFORM jobqueue._defer_vehicles(array_agg(n.id))
+    FROM new_rows AS n
+    WHERE n.status = 'queued'
+    HAVING count(*) > 0;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._tg_job__after_update() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_illegal record;
+    v_completed bigint[];
+    v_ended bigint[];
+BEGIN
+    SELECT o.id, o.status AS from_status, n.status AS to_status INTO v_illegal
+    FROM old_rows AS o
+    JOIN new_rows AS n USING (id)
+    LEFT JOIN jobqueue.job_transition AS t
+        ON t.from_status = o.status AND t.to_status = n.status
+    WHERE o.status <> n.status AND t.event IS NULL
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'job % cannot go from % to %',
+            v_illegal.id, v_illegal.from_status, v_illegal.to_status
+            USING ERRCODE = 'JQT01',
+                  DETAIL = format('{"job_id": %s, "from": "%s", "to": "%s"}',
+                                  v_illegal.id, v_illegal.from_status, v_illegal.to_status);
+    END IF;
+
+    INSERT INTO jobqueue.event (organization_id, job_id, type, data)
+    SELECT n.organization_id, n.id, t.event,
+           jsonb_strip_nulls(jsonb_build_object(
+               'status', n.status, 'from', o.status, 'attempt', n.attempt,
+               'next_retry_at', n.next_retry_at, 'error', left(n.last_error, 500)))
+    FROM old_rows AS o
+    JOIN new_rows AS n USING (id)
+    JOIN jobqueue.job_transition AS t ON t.from_status = o.status AND t.to_status = n.status
+    WHERE o.status <> n.status
+    ORDER BY n.id;
+
+    PERFORM jobqueue._defer_vehicles(array_agg(n.id))
+    FROM old_rows AS o JOIN new_rows AS n USING (id)
+    WHERE o.status <> n.status AND n.status IN ('queued', 'retrying')
+    HAVING count(*) > 0;
+
+    PERFORM jobqueue._drop_vehicles(array_agg(n.id))
+    FROM old_rows AS o JOIN new_rows AS n USING (id)
+    WHERE o.status IN ('queued', 'retrying') AND n.status = 'canceled'
+    HAVING count(*) > 0;
+
+    SELECT array_agg(n.id) FILTER (WHERE n.status = 'completed'),
+           array_agg(n.id) FILTER (WHERE n.status IN ('dead', 'canceled'))
+    INTO v_completed, v_ended
+    FROM old_rows AS o JOIN new_rows AS n USING (id)
+    WHERE o.status <> n.status;
+
+    IF v_completed IS NOT NULL THEN
+        PERFORM jobqueue._release_dependents(v_completed);
+    END IF;
+    IF v_ended IS NOT NULL THEN
+        PERFORM jobqueue._cancel_dependents(v_ended);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER IF EXISTS tg_job__after_insert ON jobqueue.job;
+CREATE TRIGGER tg_job__after_insert
+    AFTER INSERT ON jobqueue.job
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobqueue._tg_job__after_insert();
+
+DROP TRIGGER IF EXISTS tg_job__after_update ON jobqueue.job;
+CREATE TRIGGER tg_job__after_update
+    AFTER UPDATE ON jobqueue.job
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobqueue._tg_job__after_update();
+
+CREATE OR REPLACE FUNCTION jobqueue._job_infos(p_job_ids bigint[])
+RETURNS SETOF jobqueue.job_info
+LANGUAGE sql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT j.id, j.job_type, o.name, j.queue, j.status, j.priority, j.params, j.attempt,
+           j.max_retries, j.timeout, j.run_at, j.next_retry_at, j.progress, j.progress_message,
+           j.result, j.last_error, j.cancel_requested, j.created_by, j.created_at, j.started_at,
+           j.finished_at, j.updated_at,
+           coalesce((SELECT array_agg(d.depends_on_id ORDER BY d.depends_on_id)
+                     FROM jobqueue.job_dependency AS d WHERE d.job_id = j.id), '{}'),
+           false
+    FROM unnest(p_job_ids) WITH ORDINALITY AS i (id, ord)
+    JOIN jobqueue.job AS j ON j.id = i.id
+    JOIN jobqueue.organization AS o ON o.id = j.organization_id
+    ORDER BY i.ord
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._lock_visible_job(p_job_id bigint, p_actor text)
+RETURNS jobqueue.job
+LANGUAGE plpgsql
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_job jobqueue.job;
+BEGIN
+    SELECT * INTO v_job FROM jobqueue.job WHERE id = p_job_id FOR UPDATE;
+    IF NOT FOUND OR NOT jobqueue._can_access_id(p_actor, v_job.organization_id) THEN
+        RAISE EXCEPTION 'job % not found', p_job_id USING ERRCODE = 'JQN01';
+    END IF;
+    RETURN v_job;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.cancel_job(job_id bigint, actor text DEFAULT NULL)
+RETURNS jobqueue.job_info
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_job jobqueue.job;
+    v_reason text := 'canceled by ' || coalesce(actor, 'a service');
+BEGIN
+    v_job := jobqueue._lock_visible_job(cancel_job.job_id, actor);
+    CASE
+        WHEN v_job.status IN ('waiting', 'queued', 'retrying') THEN
+            UPDATE jobqueue.job
+            SET status = 'canceled', finished_at = now(), next_retry_at = NULL,
+                last_error = v_reason, updated_at = now()
+            WHERE id = v_job.id;
+        WHEN v_job.status = 'running' AND NOT v_job.cancel_requested THEN
+            -- The worker acknowledges by ending the attempt 'canceled'; the abort flag on the
+            -- vehicle makes procrastinate notify it at once.
+            UPDATE jobqueue.job SET cancel_requested = true, updated_at = now()
+            WHERE id = v_job.id;
+            UPDATE procrastinate_jobs SET abort_requested = true
+            WHERE id = (SELECT a.procrastinate_job_id FROM jobqueue.attempt AS a
+                        WHERE a.job_id = v_job.id AND a.attempt = v_job.attempt)
+              AND status = 'doing';
+            INSERT INTO jobqueue.event (organization_id, job_id, type, data)
+            VALUES (v_job.organization_id, v_job.id, 'cancel_requested',
+                    jsonb_build_object('status', 'running', 'attempt', v_job.attempt,
+                                       'by', actor));
+        WHEN v_job.status = 'running' THEN
+            NULL;  -- already requested: asking twice is not an error
+        ELSE
+            RAISE EXCEPTION 'job % is % and cannot be canceled', v_job.id, v_job.status
+                USING ERRCODE = 'JQT01',
+                      DETAIL = format('{"job_id": %s, "from": "%s", "to": "canceled"}',
+                                      v_job.id, v_job.status);
+    END CASE;
+    RETURN jobqueue._job_infos(ARRAY[v_job.id]);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.retry_job(job_id bigint, actor text DEFAULT NULL)
+RETURNS jobqueue.job_info
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_job jobqueue.job;
+BEGIN
+    v_job := jobqueue._lock_visible_job(retry_job.job_id, actor);
+    IF v_job.status NOT IN ('dead', 'canceled') THEN
+        RAISE EXCEPTION 'job % is % and cannot be retried', v_job.id, v_job.status
+            USING ERRCODE = 'JQT01',
+                  DETAIL = format('{"job_id": %s, "from": "%s", "to": "queued"}',
+                                  v_job.id, v_job.status);
+    END IF;
+    -- Fresh attempts: the retry budget counts from here; attempt numbers keep growing so the
+    -- attempt log stays whole.
+    UPDATE jobqueue.job
+    SET status = 'queued', retry_base = attempt, finished_at = NULL, cancel_requested = false,
+        run_at = now(), progress = NULL, progress_message = NULL, result = NULL,
+        updated_at = now()
+    WHERE id = v_job.id;
+    RETURN jobqueue._job_infos(ARRAY[v_job.id]);
+END
+$$;

@@ -1,0 +1,363 @@
+-- submit.sql: job types and submitting jobs.
+--
+-- Owns:      the job type registry; validation, dedup, rate limits and dependencies at submit.
+-- Public:    register_job_type(name, handler, queue, priority, ..., actor)  -- upsert a job type
+--            set_job_type_enabled(name, enabled, actor)
+--            list_job_types(actor)
+--            submit_jobs(jobs jsonb[], actor)   -- many jobs in one set-based statement
+--            submit_job(job_type, params, organization, ..., actor)  -- a batch of one
+-- States:    inserts 'queued' (runnable, or scheduled for run_at) or 'waiting' (dependencies).
+-- Dedup:     job_hash = sha256(type, organization, canonical params); the partial unique index
+--            job_active_hash_key makes a second active copy impossible (ON CONFLICT DO NOTHING),
+--            and the type's dedup_window folds a submit into a recently completed job.
+-- Rate:      per (type, organization) fixed windows in jobqueue.rate_counter; the upsert
+--            serialises concurrent submitters and a refused batch rolls its increments back.
+-- Locks:     the rate counter rows; dependencies' rows are read FOR SHARE so a dependency cannot
+--            end between the check and the insert.
+-- Raises:    JQV01 unknown/disabled type, JQV02 params, JQV03 bad argument, JQV04 dependency,
+--            JQV05 bad job type definition, JQV06 params too large, JQA02 forbidden,
+--            JQN02 organization not found, JQR01 rate limited.
+-- Events:    'submitted' per new job (lifecycle trigger); duplicates write nothing.
+
+CREATE OR REPLACE FUNCTION jobqueue.register_job_type(
+    name text,
+    handler text,
+    queue text DEFAULT 'default',
+    priority integer DEFAULT 0,
+    max_retries integer DEFAULT 3,
+    timeout interval DEFAULT '5 minutes',
+    backoff_base interval DEFAULT '1 second',
+    backoff_max interval DEFAULT '10 minutes',
+    dedup_window interval DEFAULT NULL,
+    rate_limit integer DEFAULT NULL,
+    rate_period interval DEFAULT NULL,
+    enabled boolean DEFAULT true,
+    actor text DEFAULT NULL
+) RETURNS SETOF jobqueue.job_type
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM jobqueue._require_admin(actor, 'register a job type');
+    RETURN QUERY
+        INSERT INTO jobqueue.job_type AS t (
+            name, handler, queue, priority, max_retries, timeout, backoff_base, backoff_max,
+            dedup_window, rate_limit, rate_period, enabled
+        ) VALUES (
+            register_job_type.name, register_job_type.handler, register_job_type.queue,
+            register_job_type.priority, register_job_type.max_retries, register_job_type.timeout,
+            register_job_type.backoff_base, register_job_type.backoff_max,
+            register_job_type.dedup_window, register_job_type.rate_limit,
+            register_job_type.rate_period, register_job_type.enabled
+        )
+        ON CONFLICT (name) DO UPDATE SET
+            handler = excluded.handler, queue = excluded.queue, priority = excluded.priority,
+            max_retries = excluded.max_retries, timeout = excluded.timeout,
+            backoff_base = excluded.backoff_base, backoff_max = excluded.backoff_max,
+            dedup_window = excluded.dedup_window, rate_limit = excluded.rate_limit,
+            rate_period = excluded.rate_period, enabled = excluded.enabled, updated_at = now()
+        RETURNING t.*;
+EXCEPTION
+    WHEN check_violation OR not_null_violation THEN
+        RAISE EXCEPTION 'invalid job type "%": %', left(register_job_type.name, 100), SQLERRM
+            USING ERRCODE = 'JQV05';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.set_job_type_enabled(
+    name text, enabled boolean, actor text DEFAULT NULL
+) RETURNS SETOF jobqueue.job_type
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM jobqueue._require_admin(actor, 'change a job type');
+    RETURN QUERY
+        UPDATE jobqueue.job_type AS t
+        SET enabled = coalesce(set_job_type_enabled.enabled, t.enabled), updated_at = now()
+        WHERE t.name = set_job_type_enabled.name
+        RETURNING t.*;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no job type named "%"', left(set_job_type_enabled.name, 100)
+            USING ERRCODE = 'JQV01';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.list_job_types(actor text DEFAULT NULL)
+RETURNS SETOF jobqueue.job_type
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+    -- Every authenticated user may see the catalogue of types; it holds no organization data.
+    SELECT * FROM jobqueue.job_type ORDER BY name
+$$;
+
+-- Parses and validates a batch; raises on the first bad element, naming its index.
+CREATE OR REPLACE FUNCTION jobqueue._parse_submissions(p_jobs jsonb, p_actor text)
+RETURNS SETOF jobqueue.submission
+LANGUAGE plpgsql
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_max_params_bytes constant integer := 262144;
+    v_max_batch constant integer := 50000;
+    v_elem jsonb;
+    v_ord bigint;
+    v_type jobqueue.job_type;
+    v_org_cache jsonb := '{}';
+    v_org_id bigint;
+    v_params jsonb;
+    v_priority integer;
+    v_run_at timestamptz;
+    v_deps bigint[];
+    v_dedup boolean;
+    v_out jobqueue.submission;
+BEGIN
+    IF p_jobs IS NULL OR jsonb_typeof(p_jobs) <> 'array' THEN
+        RAISE EXCEPTION 'jobs must be a JSON array' USING ERRCODE = 'JQV03';
+    END IF;
+    IF jsonb_array_length(p_jobs) > v_max_batch THEN
+        RAISE EXCEPTION 'at most % jobs per call, got %', v_max_batch, jsonb_array_length(p_jobs)
+            USING ERRCODE = 'JQV06';
+    END IF;
+    FOR v_elem, v_ord IN SELECT e, o FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS x (e, o)
+    LOOP
+        IF jsonb_typeof(v_elem) <> 'object' THEN
+            RAISE EXCEPTION 'jobs[%] must be a JSON object', v_ord - 1 USING ERRCODE = 'JQV03';
+        END IF;
+        IF v_type.name IS DISTINCT FROM v_elem ->> 'job_type' THEN
+            SELECT * INTO v_type FROM jobqueue.job_type AS t
+            WHERE t.name = v_elem ->> 'job_type' AND t.enabled;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'jobs[%]: no enabled job type named %', v_ord - 1,
+                    coalesce('"' || left(v_elem ->> 'job_type', 100) || '"', '(missing)')
+                    USING ERRCODE = 'JQV01';
+            END IF;
+        END IF;
+        -- Batches mostly name one organization: check access once per name.
+        v_org_id := (v_org_cache ->> coalesce(v_elem ->> 'organization', ''))::bigint;
+        IF v_org_id IS NULL THEN
+            v_org_id := jobqueue._require_organization(p_actor, v_elem ->> 'organization');
+            v_org_cache := v_org_cache || jsonb_build_object(v_elem ->> 'organization', v_org_id);
+        END IF;
+
+        v_params := v_elem -> 'params';
+        IF v_params IS NULL OR v_params = 'null' THEN
+            v_params := '{}';
+        ELSIF jsonb_typeof(v_params) <> 'object' THEN
+            RAISE EXCEPTION 'jobs[%]: params must be a JSON object, got %', v_ord - 1,
+                jsonb_typeof(v_params) USING ERRCODE = 'JQV02';
+        END IF;
+        IF octet_length(v_params::text) > v_max_params_bytes THEN
+            RAISE EXCEPTION 'jobs[%]: params are % bytes, over the limit of %', v_ord - 1,
+                octet_length(v_params::text), v_max_params_bytes USING ERRCODE = 'JQV06';
+        END IF;
+        IF jsonb_typeof(coalesce(v_elem -> 'depends_on', '[]')) NOT IN ('array', 'null') THEN
+            RAISE EXCEPTION 'jobs[%]: depends_on must be an array of job ids', v_ord - 1
+                USING ERRCODE = 'JQV03';
+        END IF;
+
+        BEGIN
+            v_priority := coalesce((v_elem ->> 'priority')::integer, v_type.priority);
+            v_run_at := coalesce((v_elem ->> 'run_at')::timestamptz, now());
+            v_dedup := coalesce((v_elem ->> 'dedup')::boolean, true);
+            v_deps := coalesce(
+                (SELECT array_agg(DISTINCT d::bigint ORDER BY d::bigint)
+                 FROM jsonb_array_elements_text(
+                     CASE jsonb_typeof(v_elem -> 'depends_on')
+                         WHEN 'array' THEN v_elem -> 'depends_on' ELSE '[]' END) AS d),
+                '{}');
+        EXCEPTION
+            WHEN invalid_text_representation OR numeric_value_out_of_range
+                 OR invalid_datetime_format OR datetime_field_overflow THEN
+                RAISE EXCEPTION 'jobs[%]: %', v_ord - 1, SQLERRM USING ERRCODE = 'JQV03';
+        END;
+        IF v_priority NOT BETWEEN -1000 AND 1000 THEN
+            RAISE EXCEPTION 'jobs[%]: priority must be between -1000 and 1000, got %',
+                v_ord - 1, v_priority USING ERRCODE = 'JQV03';
+        END IF;
+        IF v_run_at > now() + interval '1 year' OR v_run_at < now() - interval '1 year' THEN
+            RAISE EXCEPTION 'jobs[%]: run_at must be within a year of now', v_ord - 1
+                USING ERRCODE = 'JQV03';
+        END IF;
+        IF cardinality(v_deps) > 100 THEN
+            RAISE EXCEPTION 'jobs[%]: at most 100 dependencies', v_ord - 1 USING ERRCODE = 'JQV04';
+        END IF;
+
+        v_out := ROW(
+            v_ord, v_type.name, v_org_id, v_type.queue, v_priority, v_params, v_run_at, v_deps,
+            CASE WHEN v_dedup THEN sha256(convert_to(
+                v_type.name || E'\x1f' || v_org_id || E'\x1f' || v_params::text, 'UTF8')) END,
+            v_type.max_retries, v_type.timeout, v_type.dedup_window, NULL, NULL, false
+        );
+        RETURN NEXT v_out;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.submit_jobs(jobs jsonb, actor text DEFAULT NULL)
+RETURNS SETOF jobqueue.job_info
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_subs jobqueue.submission[];
+    v_conflicted bigint[];
+    v_bad record;
+    v_over record;
+BEGIN
+    v_subs := ARRAY(SELECT p FROM jobqueue._parse_submissions(submit_jobs.jobs, actor) AS p);
+
+    -- Dependencies must exist in the same organization and not have failed; they are
+    -- share-locked, so none can end between this check and the insert.
+    SELECT s.ord, d.dep, j.organization_id AS dep_org, j.status AS dep_status,
+           s.organization_id
+    INTO v_bad
+    FROM unnest(v_subs) AS s
+    CROSS JOIN LATERAL unnest(s.depends_on) AS d (dep)
+    LEFT JOIN jobqueue.job AS j ON j.id = d.dep
+    WHERE j.id IS NULL OR j.organization_id <> s.organization_id
+       OR j.status IN ('dead', 'canceled')
+    ORDER BY s.ord
+    LIMIT 1;
+    IF FOUND THEN
+        IF v_bad.dep_status IS NULL OR v_bad.dep_org <> v_bad.organization_id THEN
+            RAISE EXCEPTION 'jobs[%]: dependency % not found in the same organization',
+                v_bad.ord - 1, v_bad.dep USING ERRCODE = 'JQV04';
+        END IF;
+        RAISE EXCEPTION 'jobs[%]: dependency % is already %', v_bad.ord - 1, v_bad.dep,
+            v_bad.dep_status USING ERRCODE = 'JQV04';
+    END IF;
+    PERFORM FROM jobqueue.job AS j
+    WHERE j.id IN (SELECT unnest(s.depends_on) FROM unnest(v_subs) AS s)
+    ORDER BY j.id FOR SHARE;
+
+    -- Status, the dedup window, and an id for every job that is new.
+    v_subs := ARRAY(
+        SELECT ROW(s.ord, s.job_type, s.organization_id, s.queue, s.priority, s.params, s.run_at,
+                   s.depends_on, s.job_hash, s.max_retries, s.timeout, s.dedup_window,
+                   CASE WHEN EXISTS (SELECT FROM unnest(s.depends_on) AS d (dep)
+                                     JOIN jobqueue.job AS j ON j.id = d.dep
+                                     WHERE j.status <> 'completed')
+                        THEN 'waiting' ELSE 'queued' END::jobqueue.job_status,
+                   coalesce(w.id, nextval(pg_get_serial_sequence('jobqueue.job', 'id'))),
+                   w.id IS NOT NULL)::jobqueue.submission
+        FROM unnest(v_subs) AS s
+        LEFT JOIN LATERAL (
+            SELECT j.id FROM jobqueue.job AS j
+            WHERE s.dedup_window IS NOT NULL AND j.job_hash = s.job_hash
+              AND j.status = 'completed' AND j.finished_at > now() - s.dedup_window
+            ORDER BY j.finished_at DESC LIMIT 1
+        ) AS w ON true
+        ORDER BY s.ord);
+
+    WITH inserted AS (
+        INSERT INTO jobqueue.job (
+            id, job_type, organization_id, queue, status, priority, params, job_hash,
+            max_retries, timeout, run_at, created_by
+        ) OVERRIDING SYSTEM VALUE
+        SELECT s.job_id, s.job_type, s.organization_id, s.queue, s.status, s.priority, s.params,
+               s.job_hash, s.max_retries, s.timeout, s.run_at, actor
+        FROM unnest(v_subs) AS s
+        WHERE NOT s.duplicate
+        ORDER BY s.ord
+        ON CONFLICT (job_hash) WHERE status IN ('waiting', 'queued', 'running', 'retrying')
+            DO NOTHING
+        RETURNING id
+    )
+    -- A submit that met an active job with the same hash (another submitter's, or an earlier
+    -- element of this batch) answers with that job. This is a new statement, so it sees a
+    -- conflicting job that another transaction committed while this one waited on it.
+    SELECT array_agg(s.job_id) INTO v_conflicted FROM unnest(v_subs) AS s
+    WHERE NOT s.duplicate AND s.job_id NOT IN (SELECT id FROM inserted);
+    IF v_conflicted IS NOT NULL THEN
+        v_subs := ARRAY(
+            SELECT ROW(s.ord, s.job_type, s.organization_id, s.queue, s.priority, s.params,
+                       s.run_at, s.depends_on, s.job_hash, s.max_retries, s.timeout,
+                       s.dedup_window, s.status,
+                       CASE WHEN s.job_id = ANY (v_conflicted)
+                            THEN (SELECT j.id FROM jobqueue.job AS j WHERE j.job_hash = s.job_hash
+                                  ORDER BY j.id DESC LIMIT 1)
+                            ELSE s.job_id END,
+                       s.duplicate OR s.job_id = ANY (v_conflicted))::jobqueue.submission
+            FROM unnest(v_subs) AS s ORDER BY s.ord);
+    END IF;
+
+    INSERT INTO jobqueue.job_dependency (job_id, depends_on_id)
+    SELECT s.job_id, d.dep
+    FROM unnest(v_subs) AS s CROSS JOIN LATERAL unnest(s.depends_on) AS d (dep)
+    WHERE NOT s.duplicate;
+
+    -- Rate limits count accepted new jobs only. The first window over its limit refuses the
+    -- whole call, and the rollback takes every increment (and every insert) back with it.
+    WITH counts AS (
+        SELECT s.job_type, s.organization_id, t.rate_limit, t.rate_period, count(*) AS n,
+               to_timestamp(floor(extract(epoch FROM now()) / extract(epoch FROM t.rate_period))
+                            * extract(epoch FROM t.rate_period)) AS window_start
+        FROM unnest(v_subs) AS s
+        JOIN jobqueue.job_type AS t ON t.name = s.job_type
+        WHERE NOT s.duplicate AND t.rate_limit IS NOT NULL
+        GROUP BY s.job_type, s.organization_id, t.rate_limit, t.rate_period
+    ), bumped AS (
+        INSERT INTO jobqueue.rate_counter AS r (job_type, organization_id, window_start, count)
+        SELECT c.job_type, c.organization_id, c.window_start, c.n FROM counts AS c
+        ORDER BY c.job_type, c.organization_id
+        ON CONFLICT ON CONSTRAINT rate_counter_pkey DO UPDATE SET count = r.count + excluded.count
+        RETURNING r.job_type, r.organization_id, r.window_start, r.count
+    )
+    SELECT b.job_type, o.name AS organization, c.rate_limit, c.rate_period,
+           ceil(extract(epoch FROM b.window_start + c.rate_period - now()))::integer AS retry_after
+    INTO v_over
+    FROM bumped AS b
+    JOIN counts AS c USING (job_type, organization_id)
+    JOIN jobqueue.organization AS o ON o.id = b.organization_id
+    WHERE b.count > c.rate_limit
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'rate limit of % per % reached for job type "%" in "%"; retry in % s',
+            v_over.rate_limit, v_over.rate_period, v_over.job_type, v_over.organization,
+            greatest(v_over.retry_after, 1)
+            USING ERRCODE = 'JQR01',
+                  DETAIL = format('{"retry_after": %s}', greatest(v_over.retry_after, 1));
+    END IF;
+
+    RETURN QUERY
+        SELECT i.id, i.job_type, i.organization, i.queue, i.status, i.priority, i.params,
+               i.attempt, i.max_retries, i.timeout, i.run_at, i.next_retry_at, i.progress,
+               i.progress_message, i.result, i.last_error, i.cancel_requested, i.created_by,
+               i.created_at, i.started_at, i.finished_at, i.updated_at, i.depends_on,
+               s.duplicate
+        FROM unnest(v_subs) WITH ORDINALITY AS s
+        JOIN jobqueue._job_infos(ARRAY(SELECT x.job_id FROM unnest(v_subs) AS x ORDER BY x.ord))
+            WITH ORDINALITY AS i ON i.ordinality = s.ordinality
+        ORDER BY s.ord;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.submit_job(
+    job_type text,
+    params jsonb DEFAULT '{}',
+    organization text DEFAULT NULL,
+    priority integer DEFAULT NULL,
+    run_at timestamptz DEFAULT NULL,
+    depends_on bigint[] DEFAULT NULL,
+    dedup boolean DEFAULT true,
+    actor text DEFAULT NULL
+) RETURNS jobqueue.job_info
+LANGUAGE sql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT * FROM jobqueue.submit_jobs(
+        jsonb_build_array(
+            jsonb_strip_nulls(jsonb_build_object(
+                'job_type', submit_job.job_type, 'organization', submit_job.organization,
+                'priority', submit_job.priority, 'run_at', submit_job.run_at,
+                'depends_on', to_jsonb(submit_job.depends_on), 'dedup', submit_job.dedup))
+            || jsonb_build_object('params', coalesce(submit_job.params, '{}'))),
+        submit_job.actor)
+$$;

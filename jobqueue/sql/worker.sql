@@ -1,0 +1,270 @@
+-- worker.sql: what workers call while a job runs, and the fencing that keeps them honest.
+--
+-- Owns:      starting attempts (folded into procrastinate's fetch by a trigger, so a start
+--            costs no round trip of its own), finishing them, progress and checkpoints.
+-- Public:    finish_attempts(outcomes jsonb)  -- many outcomes in one call; per item accepted
+--                                                 or fenced off (the late outcome is kept on
+--                                                 its attempt row only)
+--            complete_attempt(job_id, attempt, result)             -- one; JQS01 when fenced
+--            fail_attempt(job_id, attempt, error, traceback, retryable, outcome)
+--            report_progress(job_id, attempt, percent, message)    -- returns cancel_requested
+--            save_checkpoint(job_id, attempt, checkpoint)
+--            job_checkpoint(job_id)
+-- Internal:  _tg_vehicle__before_fetch  -- on procrastinate_jobs todo -> doing for
+--                                          'jobqueue.run': queued|retrying -> running, a new
+--                                          attempt row, the attempt number into the vehicle's args
+-- Fencing:   every call names (job_id, attempt) and acts only while that attempt is the job's
+--            current running one.
+-- States:    queued|retrying -> running; running -> completed|retrying|dead|canceled.
+-- Locks:     the job's row lock; vehicles are locked by procrastinate's fetch (SKIP LOCKED).
+-- Raises:    JQS01 stale attempt, JQV03 bad argument.
+-- Events:    transitions via the lifecycle trigger; 'progress' from report_progress.
+
+CREATE OR REPLACE FUNCTION jobqueue._tg_vehicle__before_fetch() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_job_id bigint := (NEW.args ->> 'job_id')::bigint;
+    v_job jobqueue.job;
+BEGIN
+    -- Never raise here: an error would fail procrastinate's fetch and stop the worker. A job
+    -- that is no longer runnable (canceled meanwhile) gets attempt null, and the bridge drops it.
+    UPDATE jobqueue.job
+    SET status = 'running', attempt = attempt + 1, started_at = coalesce(started_at, now()),
+        next_retry_at = NULL, updated_at = now()
+    WHERE id = v_job_id AND status IN ('queued', 'retrying')
+    RETURNING * INTO v_job;
+    IF FOUND THEN
+        INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type, worker_id,
+                                      procrastinate_job_id)
+        VALUES (v_job.id, v_job.attempt, v_job.organization_id, v_job.job_type, NEW.worker_id,
+                NEW.id);
+        NEW.args := NEW.args || jsonb_build_object(
+            'attempt', v_job.attempt, 'job_type', v_job.job_type,
+            'timeout', extract(epoch FROM v_job.timeout));
+    ELSE
+        NEW.args := NEW.args || jsonb_build_object('attempt', NULL);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+DROP TRIGGER IF EXISTS tg_procrastinate_jobs__before_fetch ON procrastinate.procrastinate_jobs;
+CREATE TRIGGER tg_procrastinate_jobs__before_fetch
+    BEFORE UPDATE OF status ON procrastinate.procrastinate_jobs
+    FOR EACH ROW
+    WHEN (OLD.status = 'todo' AND NEW.status = 'doing' AND NEW.task_name = 'jobqueue.run')
+    EXECUTE FUNCTION jobqueue._tg_vehicle__before_fetch();
+
+-- One outcome; the building block of finish_attempts. Returns the job's status after it, or
+-- NULL when the attempt was fenced off (its outcome then lands in attempt.late_outcome only).
+CREATE OR REPLACE FUNCTION jobqueue._finish_attempt(
+    p_job_id bigint, p_attempt integer, p_outcome jobqueue.attempt_outcome, p_result jsonb,
+    p_error text, p_traceback text, p_retryable boolean
+) RETURNS jobqueue.job_status
+LANGUAGE plpgsql
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_job jobqueue.job;
+    v_type jobqueue.job_type;
+    v_status jobqueue.job_status;
+BEGIN
+    IF p_outcome IS NULL OR p_outcome = 'lost' THEN
+        RAISE EXCEPTION 'outcome must be completed, failed, timed_out or canceled'
+            USING ERRCODE = 'JQV03';
+    END IF;
+    SELECT * INTO v_job FROM jobqueue.job WHERE id = p_job_id FOR UPDATE;
+    IF NOT FOUND OR v_job.status <> 'running' OR v_job.attempt <> p_attempt THEN
+        UPDATE jobqueue.attempt
+        SET late_outcome = jsonb_strip_nulls(jsonb_build_object(
+            'outcome', p_outcome, 'error', left(p_error, 10000), 'result', p_result,
+            'reported_at', now()))
+        WHERE job_id = p_job_id AND attempt = p_attempt AND late_outcome IS NULL;
+        RETURN NULL;
+    END IF;
+
+    UPDATE jobqueue.attempt
+    SET outcome = p_outcome, finished_at = now(), error = left(p_error, 10000),
+        traceback = left(p_traceback, 100000)
+    WHERE job_id = p_job_id AND attempt = p_attempt;
+
+    IF p_outcome = 'completed' THEN
+        v_status := 'completed';
+    ELSIF p_outcome = 'canceled' OR v_job.cancel_requested THEN
+        v_status := 'canceled';
+    ELSIF coalesce(p_retryable, true) AND v_job.attempt - v_job.retry_base <= v_job.max_retries THEN
+        v_status := 'retrying';
+    ELSE
+        v_status := 'dead';
+    END IF;
+
+    IF v_status = 'retrying' THEN
+        SELECT * INTO v_type FROM jobqueue.job_type WHERE name = v_job.job_type;
+    END IF;
+    UPDATE jobqueue.job
+    SET status = v_status,
+        result = CASE WHEN v_status = 'completed' THEN p_result ELSE result END,
+        progress = CASE WHEN v_status = 'completed' THEN 100 ELSE progress END,
+        last_error = CASE WHEN v_status = 'completed' THEN last_error
+                          ELSE coalesce(left(p_error, 10000), p_outcome::text) END,
+        next_retry_at = CASE WHEN v_status = 'retrying'
+                             THEN now() + jobqueue._backoff(v_type.backoff_base,
+                                                            v_type.backoff_max, v_job.attempt)
+                        END,
+        finished_at = CASE WHEN v_status IN ('completed', 'dead', 'canceled') THEN now() END,
+        updated_at = now()
+    WHERE id = p_job_id;
+    RETURN v_status;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.finish_attempts(outcomes jsonb)
+RETURNS TABLE (job_id bigint, attempt integer, accepted boolean, status jobqueue.job_status)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_item record;
+BEGIN
+    IF outcomes IS NULL OR jsonb_typeof(outcomes) <> 'array' THEN
+        RAISE EXCEPTION 'outcomes must be a JSON array' USING ERRCODE = 'JQV03';
+    END IF;
+    -- In job id order, so two workers finishing overlapping batches lock rows alike.
+    FOR v_item IN
+        SELECT x.* FROM jsonb_to_recordset(outcomes) AS x (
+            job_id bigint, attempt integer, outcome jobqueue.attempt_outcome, result jsonb,
+            error text, traceback text, retryable boolean)
+        ORDER BY x.job_id
+    LOOP
+        job_id := v_item.job_id;
+        attempt := v_item.attempt;
+        status := jobqueue._finish_attempt(v_item.job_id, v_item.attempt, v_item.outcome,
+                                           v_item.result, v_item.error, v_item.traceback,
+                                           v_item.retryable);
+        accepted := status IS NOT NULL;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue._raise_stale(p_job_id bigint, p_attempt integer)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+BEGIN
+    RAISE EXCEPTION 'attempt % of job % is no longer current', p_attempt, p_job_id
+        USING ERRCODE = 'JQS01';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.complete_attempt(
+    job_id bigint, attempt integer, result jsonb DEFAULT NULL
+) RETURNS jobqueue.job_status
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_status jobqueue.job_status := jobqueue._finish_attempt(
+        complete_attempt.job_id, complete_attempt.attempt, 'completed', complete_attempt.result,
+        NULL, NULL, NULL);
+BEGIN
+    IF v_status IS NULL THEN
+        PERFORM jobqueue._raise_stale(complete_attempt.job_id, complete_attempt.attempt);
+    END IF;
+    RETURN v_status;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.fail_attempt(
+    job_id bigint, attempt integer, error text, traceback text DEFAULT NULL,
+    retryable boolean DEFAULT true, outcome text DEFAULT 'failed'
+) RETURNS jobqueue.job_status
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_status jobqueue.job_status;
+BEGIN
+    IF fail_attempt.outcome IS NULL
+       OR fail_attempt.outcome NOT IN ('failed', 'timed_out', 'canceled') THEN
+        RAISE EXCEPTION 'outcome must be failed, timed_out or canceled, got %',
+            quote_nullable(fail_attempt.outcome) USING ERRCODE = 'JQV03';
+    END IF;
+    v_status := jobqueue._finish_attempt(
+        fail_attempt.job_id, fail_attempt.attempt, fail_attempt.outcome::jobqueue.attempt_outcome,
+        NULL, fail_attempt.error, fail_attempt.traceback, fail_attempt.retryable);
+    IF v_status IS NULL THEN
+        PERFORM jobqueue._raise_stale(fail_attempt.job_id, fail_attempt.attempt);
+    END IF;
+    RETURN v_status;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.report_progress(
+    job_id bigint, attempt integer, percent integer, message text DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_job jobqueue.job;
+BEGIN
+    IF percent IS NULL OR percent NOT BETWEEN 0 AND 100 THEN
+        RAISE EXCEPTION 'percent must be between 0 and 100, got %', quote_nullable(percent)
+            USING ERRCODE = 'JQV03';
+    END IF;
+    UPDATE jobqueue.job AS j
+    SET progress = report_progress.percent, progress_message = left(report_progress.message, 1000),
+        updated_at = now()
+    WHERE j.id = report_progress.job_id AND j.status = 'running'
+      AND j.attempt = report_progress.attempt
+    RETURNING * INTO v_job;
+    IF NOT FOUND THEN
+        PERFORM jobqueue._raise_stale(report_progress.job_id, report_progress.attempt);
+    END IF;
+    INSERT INTO jobqueue.event (organization_id, job_id, type, data)
+    VALUES (v_job.organization_id, v_job.id, 'progress',
+            jsonb_strip_nulls(jsonb_build_object(
+                'status', 'running', 'attempt', v_job.attempt, 'percent', v_job.progress,
+                'message', left(v_job.progress_message, 200))));
+    -- The answer doubles as the cancel check, so a handler that reports progress learns of a
+    -- cancel request without another round trip.
+    RETURN v_job.cancel_requested;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.save_checkpoint(
+    job_id bigint, attempt integer, checkpoint jsonb
+) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+BEGIN
+    IF octet_length(save_checkpoint.checkpoint::text) > 1048576 THEN
+        RAISE EXCEPTION 'a checkpoint is at most 1 MiB' USING ERRCODE = 'JQV06';
+    END IF;
+    UPDATE jobqueue.job AS j SET checkpoint = save_checkpoint.checkpoint, updated_at = now()
+    WHERE j.id = save_checkpoint.job_id AND j.status = 'running'
+      AND j.attempt = save_checkpoint.attempt;
+    IF NOT FOUND THEN
+        PERFORM jobqueue._raise_stale(save_checkpoint.job_id, save_checkpoint.attempt);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.job_checkpoint(job_id bigint) RETURNS jsonb
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT j.checkpoint FROM jobqueue.job AS j WHERE j.id = job_checkpoint.job_id
+$$;
