@@ -1,0 +1,375 @@
+"""Every call of the engine's public SQL API, written once for both clients.
+
+Each function here builds a :class:`Call`: the SQL text (one call of one jobqueue function with
+named arguments), its parameters, and how to shape the rows. :class:`jobqueue.client.Client`
+runs calls synchronously and :class:`jobqueue.client.AsyncClient` asynchronously; neither holds
+a rule of the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from psycopg.types.json import Jsonb
+
+from jobqueue import models
+
+T = TypeVar("T")
+Rows = list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    sql: str
+    params: dict[str, Any]
+    shape: Callable[[Rows], T]
+
+
+def _one(record: type[models.Record]) -> Callable[[Rows], Any]:
+    return lambda rows: record.from_row(rows[0])
+
+
+def _many(record: type[models.Record]) -> Callable[[Rows], Any]:
+    return lambda rows: [record.from_row(r) for r in rows]
+
+
+def _scalar(rows: Rows) -> Any:
+    return next(iter(rows[0].values()))
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+def register_job_type(
+    name: str,
+    handler: str,
+    *,
+    queue: str = "default",
+    priority: int = 0,
+    max_retries: int = 3,
+    timeout: timedelta = timedelta(minutes=5),
+    backoff_base: timedelta = timedelta(seconds=1),
+    backoff_max: timedelta = timedelta(minutes=10),
+    dedup_window: timedelta | None = None,
+    rate_limit: int | None = None,
+    rate_period: timedelta | None = None,
+    enabled: bool = True,
+    actor: str | None = None,
+) -> Call[models.JobType]:
+    """Create or update a job type (the handler path is not imported here; see
+    :func:`jobqueue.handlers.register_job_type` for the validating form)."""
+    return Call(
+        "SELECT * FROM jobqueue.register_job_type(name => %(name)s, handler => %(handler)s,"
+        " queue => %(queue)s, priority => %(priority)s, max_retries => %(max_retries)s,"
+        " timeout => %(timeout)s, backoff_base => %(backoff_base)s,"
+        " backoff_max => %(backoff_max)s, dedup_window => %(dedup_window)s,"
+        " rate_limit => %(rate_limit)s, rate_period => %(rate_period)s,"
+        " enabled => %(enabled)s, actor => %(actor)s)",
+        locals(),
+        _one(models.JobType),
+    )
+
+
+def set_job_type_enabled(
+    name: str, enabled: bool, *, actor: str | None = None
+) -> Call[models.JobType]:
+    """Enable or disable a job type; a disabled type refuses new submits."""
+    return Call(
+        "SELECT * FROM jobqueue.set_job_type_enabled(name => %(name)s, enabled => %(enabled)s,"
+        " actor => %(actor)s)",
+        locals(),
+        _one(models.JobType),
+    )
+
+
+def list_job_types(*, actor: str | None = None) -> Call[list[models.JobType]]:
+    """Every job type, by name."""
+    return Call(
+        "SELECT * FROM jobqueue.list_job_types(actor => %(actor)s)", locals(), _many(models.JobType)
+    )
+
+
+def submit_job(
+    job_type: str,
+    params: dict[str, Any] | None = None,
+    *,
+    organization: str,
+    priority: int | None = None,
+    run_at: datetime | None = None,
+    depends_on: Sequence[int] | None = None,
+    dedup: bool = True,
+    actor: str | None = None,
+) -> Call[models.Job]:
+    """Submit one job; an active job with the same type, organization and params is returned
+    instead, with ``duplicate`` set."""
+    return Call(
+        "SELECT * FROM jobqueue.submit_job(job_type => %(job_type)s, params => %(params)s,"
+        " organization => %(organization)s, priority => %(priority)s, run_at => %(run_at)s,"
+        " depends_on => %(depends_on)s, dedup => %(dedup)s, actor => %(actor)s)",
+        {
+            **locals(),
+            "params": Jsonb(params if params is not None else {}),
+            "depends_on": list(depends_on) if depends_on is not None else None,
+        },
+        _one(models.Job),
+    )
+
+
+def submit_jobs(
+    jobs: Sequence[dict[str, Any]], *, actor: str | None = None
+) -> Call[list[models.Job]]:
+    """Submit many jobs in one statement; one result per input, in order. Each item has the
+    keys of :func:`submit_job` (``job_type``, ``params``, ``organization``, ...)."""
+    encoded = [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in job.items()}
+        for job in jobs
+    ]
+    return Call(
+        "SELECT * FROM jobqueue.submit_jobs(jobs => %(jobs)s, actor => %(actor)s)",
+        {"jobs": Jsonb(encoded), "actor": actor},
+        _many(models.Job),
+    )
+
+
+def cancel_job(job_id: int, *, actor: str | None = None) -> Call[models.Job]:
+    """Cancel a job: at once unless it runs; a running job gets a cancel request."""
+    return Call(
+        "SELECT * FROM jobqueue.cancel_job(job_id => %(job_id)s, actor => %(actor)s)",
+        locals(),
+        _one(models.Job),
+    )
+
+
+def retry_job(job_id: int, *, actor: str | None = None) -> Call[models.Job]:
+    """Queue a dead or canceled job again, with a fresh retry budget."""
+    return Call(
+        "SELECT * FROM jobqueue.retry_job(job_id => %(job_id)s, actor => %(actor)s)",
+        locals(),
+        _one(models.Job),
+    )
+
+
+def get_job(job_id: int, *, actor: str | None = None) -> Call[models.Job]:
+    """One job, if the actor may see it (JobNotFound otherwise)."""
+    return Call(
+        "SELECT * FROM jobqueue.get_job(job_id => %(job_id)s, actor => %(actor)s)",
+        locals(),
+        _one(models.Job),
+    )
+
+
+def list_jobs(
+    *,
+    actor: str | None = None,
+    organization: str | None = None,
+    status: str | None = None,
+    job_type: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    before_id: int | None = None,
+    page_size: int = 50,
+) -> Call[list[models.Job]]:
+    """Jobs newest first; pass the last id of a page as ``before_id`` for the next one."""
+    return Call(
+        "SELECT * FROM jobqueue.list_jobs(actor => %(actor)s, organization => %(organization)s,"
+        " status => %(status)s, job_type => %(job_type)s, created_after => %(created_after)s,"
+        " created_before => %(created_before)s, before_id => %(before_id)s,"
+        " page_size => %(page_size)s)",
+        locals(),
+        _many(models.Job),
+    )
+
+
+def job_attempts(job_id: int, *, actor: str | None = None) -> Call[list[models.Attempt]]:
+    """The execution log of one job, first attempt first."""
+    return Call(
+        "SELECT * FROM jobqueue.job_attempts(job_id => %(job_id)s, actor => %(actor)s)",
+        locals(),
+        _many(models.Attempt),
+    )
+
+
+def metrics(
+    *, actor: str | None = None, organization: str | None = None, since: datetime | None = None
+) -> Call[dict[str, Any]]:
+    """Counts by status, queue depth by priority, processing time and failure rates."""
+    return Call(
+        "SELECT jobqueue.metrics(actor => %(actor)s, organization => %(organization)s,"
+        " since => %(since)s)",
+        locals(),
+        _scalar,
+    )
+
+
+def events_since(
+    *,
+    actor: str | None = None,
+    after_id: int = 0,
+    organization: str | None = None,
+    job_id: int | None = None,
+    max_rows: int = 1000,
+) -> Call[list[models.Event]]:
+    """Events after an id, oldest first, of the organizations the actor may see."""
+    return Call(
+        "SELECT * FROM jobqueue.events_since(actor => %(actor)s, after_id => %(after_id)s,"
+        " organization => %(organization)s, job_id => %(job_id)s, max_rows => %(max_rows)s)",
+        locals(),
+        _many(models.Event),
+    )
+
+
+def create_organization(name: str, *, actor: str | None = None) -> Call[models.Organization]:
+    """A new organization."""
+    return Call(
+        "SELECT * FROM jobqueue.create_organization(name => %(name)s, actor => %(actor)s)",
+        locals(),
+        _one(models.Organization),
+    )
+
+
+def list_organizations(*, actor: str | None = None) -> Call[list[models.Organization]]:
+    """The organizations the actor may see."""
+    return Call(
+        "SELECT * FROM jobqueue.list_organizations(actor => %(actor)s)",
+        locals(),
+        _many(models.Organization),
+    )
+
+
+def create_user(
+    user_id: str, *, admin: bool = False, actor: str | None = None
+) -> Call[models.User]:
+    """A user (or an existing one), optionally a global admin."""
+    return Call(
+        "SELECT * FROM jobqueue.create_user(user_id => %(user_id)s, admin => %(admin)s,"
+        " actor => %(actor)s)",
+        locals(),
+        _one(models.User),
+    )
+
+
+def add_member(
+    user_id: str, organization: str, *, role: str = "member", actor: str | None = None
+) -> Call[models.Membership]:
+    """Make a user an active member (or admin) of an organization."""
+    return Call(
+        "SELECT * FROM jobqueue.add_member(user_id => %(user_id)s,"
+        " organization => %(organization)s, role => %(role)s, actor => %(actor)s)",
+        locals(),
+        _one(models.Membership),
+    )
+
+
+def remove_member(
+    user_id: str, organization: str, *, actor: str | None = None
+) -> Call[models.Membership]:
+    """Deactivate a membership; it stays on record."""
+    return Call(
+        "SELECT * FROM jobqueue.remove_member(user_id => %(user_id)s,"
+        " organization => %(organization)s, actor => %(actor)s)",
+        locals(),
+        _one(models.Membership),
+    )
+
+
+def create_token(
+    user_id: str, name: str = "default", *, actor: str | None = None
+) -> Call[models.NewToken]:
+    """A new API token; its secret is returned this once."""
+    return Call(
+        "SELECT * FROM jobqueue.create_token(user_id => %(user_id)s, name => %(name)s,"
+        " actor => %(actor)s)",
+        locals(),
+        _one(models.NewToken),
+    )
+
+
+def revoke_token(token_id: int, *, actor: str | None = None) -> Call[dict[str, Any]]:
+    """Revoke an API token; later requests with it are refused."""
+    return Call(
+        "SELECT * FROM jobqueue.revoke_token(token_id => %(token_id)s, actor => %(actor)s)",
+        locals(),
+        lambda rows: rows[0],
+    )
+
+
+def authenticate(token: str) -> Call[models.Identity]:
+    """The user an API token belongs to (Unauthenticated if unknown or revoked)."""
+    return Call(
+        "SELECT * FROM jobqueue.authenticate(token => %(token)s)", locals(), _one(models.Identity)
+    )
+
+
+def can_access(user_id: str, organization: str) -> Call[bool]:
+    """Whether the user may see and act on the organization's jobs."""
+    return Call(
+        "SELECT jobqueue.can_access(user_id => %(user_id)s, organization => %(organization)s)",
+        locals(),
+        _scalar,
+    )
+
+
+def finish_attempts(outcomes: Sequence[dict[str, Any]]) -> Call[list[models.FinishResult]]:
+    """Record many attempt outcomes at once; fenced-off ones come back ``accepted=False``."""
+    return Call(
+        "SELECT * FROM jobqueue.finish_attempts(outcomes => %(outcomes)s)",
+        {"outcomes": Jsonb(list(outcomes))},
+        _many(models.FinishResult),
+    )
+
+
+def report_progress(
+    job_id: int, attempt: int, percent: int, message: str | None = None
+) -> Call[bool]:
+    """Record progress of the current attempt; answers whether a cancel was requested."""
+    return Call(
+        "SELECT jobqueue.report_progress(job_id => %(job_id)s, attempt => %(attempt)s,"
+        " percent => %(percent)s, message => %(message)s)",
+        locals(),
+        _scalar,
+    )
+
+
+def save_checkpoint(job_id: int, attempt: int, checkpoint: Any) -> Call[None]:
+    """Keep handler state that survives a retry."""
+    return Call(
+        "SELECT jobqueue.save_checkpoint(job_id => %(job_id)s, attempt => %(attempt)s,"
+        " checkpoint => %(checkpoint)s)",
+        {"job_id": job_id, "attempt": attempt, "checkpoint": Jsonb(checkpoint)},
+        lambda rows: None,
+    )
+
+
+def job_checkpoint(job_id: int) -> Call[Any]:
+    """The last checkpoint saved for a job, or None."""
+    return Call("SELECT jobqueue.job_checkpoint(job_id => %(job_id)s)", locals(), _scalar)
+
+
+def rescue_attempts(
+    *,
+    stale_after: timedelta = timedelta(seconds=10),
+    timeout_grace: timedelta = timedelta(seconds=30),
+    batch: int = 500,
+) -> Call[int]:
+    """Close one batch of attempts whose worker vanished or that overran their timeout."""
+    return Call(
+        "SELECT jobqueue.rescue_attempts(stale_after => %(stale_after)s,"
+        " timeout_grace => %(timeout_grace)s, batch => %(batch)s)",
+        locals(),
+        _scalar,
+    )
+
+
+def cleanup_batch(
+    *, retention: timedelta = timedelta(days=7), batch: int = 1000
+) -> Call[int]:
+    """Delete one batch of terminal jobs past retention; returns rows deleted."""
+    return Call(
+        "SELECT jobqueue.cleanup_batch(retention => %(retention)s, batch => %(batch)s)",
+        locals(),
+        _scalar,
+    )

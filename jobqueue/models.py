@@ -1,0 +1,157 @@
+"""What the engine's SQL functions answer with, as typed records."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, Self
+
+from jobqueue.states import AttemptOutcome, JobStatus
+
+
+class Record:
+    """A row of a SQL function's result, by column name."""
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: timestamps as ISO 8601, durations in seconds."""
+        out: dict[str, Any] = {}
+        for key, value in asdict(self).items():  # type: ignore[call-overload]
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, timedelta):
+                value = value.total_seconds()
+            out[key] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Job(Record):
+    id: int
+    job_type: str
+    organization: str
+    queue: str
+    status: JobStatus
+    priority: int
+    params: dict[str, Any]
+    attempt: int
+    max_retries: int
+    timeout: timedelta
+    run_at: datetime
+    next_retry_at: datetime | None
+    progress: int | None
+    progress_message: str | None
+    result: Any
+    last_error: str | None
+    cancel_requested: bool
+    created_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    depends_on: list[int]
+    duplicate: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", JobStatus(self.status))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt(Record):
+    attempt: int
+    organization: str
+    job_type: str
+    worker_id: int | None
+    started_at: datetime
+    finished_at: datetime | None
+    duration_ms: float | None
+    outcome: AttemptOutcome | None
+    error: str | None
+    traceback: str | None
+    late_outcome: dict[str, Any] | None
+
+    def __post_init__(self) -> None:
+        if self.outcome is not None:
+            object.__setattr__(self, "outcome", AttemptOutcome(self.outcome))
+
+
+@dataclass(frozen=True, slots=True)
+class JobType(Record):
+    name: str
+    handler: str
+    queue: str
+    priority: int
+    timeout: timedelta
+    max_retries: int
+    backoff_base: timedelta
+    backoff_max: timedelta
+    dedup_window: timedelta | None
+    rate_limit: int | None
+    rate_period: timedelta | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Organization(Record):
+    id: int
+    organization: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Membership(Record):
+    user_name: str
+    organization_name: str
+    member_role: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class User(Record):
+    id: int
+    user_name: str
+    is_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken(Record):
+    """A freshly created API token; ``secret`` is shown this once and stored only hashed."""
+
+    token_id: int
+    user_name: str
+    token_name: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Identity(Record):
+    """Who an API token belongs to."""
+
+    user_name: str
+    is_admin: bool
+    token_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event(Record):
+    id: int
+    org_id: int
+    org: str
+    job: int | None
+    type: str
+    data: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FinishResult(Record):
+    job_id: int
+    attempt: int
+    accepted: bool
+    status: JobStatus | None
