@@ -12,7 +12,9 @@
 --            job_checkpoint(job_id)
 -- Internal:  _tg_vehicle__before_fetch  -- on procrastinate_jobs todo -> doing for
 --                                          'jobqueue.run': queued|retrying -> running, a new
---                                          attempt row, the attempt number into the vehicle's args
+--                                          attempt row; the attempt number, handler path,
+--                                          params, organization, timeout and checkpoint into the
+--                                          vehicle's args
 -- Fencing:   every call names (job_id, attempt) and acts only while that attempt is the job's
 --            current running one.
 -- States:    queued|retrying -> running; running -> completed|retrying|dead|canceled.
@@ -41,9 +43,16 @@ BEGIN
                                       procrastinate_job_id)
         VALUES (v_job.id, v_job.attempt, v_job.organization_id, v_job.job_type, NEW.worker_id,
                 NEW.id);
-        NEW.args := NEW.args || jsonb_build_object(
-            'attempt', v_job.attempt, 'job_type', v_job.job_type,
-            'timeout', extract(epoch FROM v_job.timeout));
+        -- Everything the bridge needs to run the handler rides on the vehicle, so running a
+        -- job costs no query beyond procrastinate's fetch and the outcome's finish.
+        NEW.args := NEW.args || (
+            SELECT jsonb_build_object(
+                'attempt', v_job.attempt, 'job_type', v_job.job_type,
+                'timeout', extract(epoch FROM v_job.timeout), 'handler', t.handler,
+                'params', v_job.params, 'organization', o.name,
+                'checkpoint', v_job.checkpoint)
+            FROM jobqueue.job_type AS t, jobqueue.organization AS o
+            WHERE t.name = v_job.job_type AND o.id = v_job.organization_id);
     ELSE
         NEW.args := NEW.args || jsonb_build_object('attempt', NULL);
     END IF;

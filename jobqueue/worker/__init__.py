@@ -1,0 +1,73 @@
+"""The procrastinate app that runs jobqueue's jobs, and how to start workers.
+
+``app`` is a procrastinate App with one bridge task, ``jobqueue.run``, which runs whatever
+handler the job's type names, plus the periodic maintenance tasks. Start workers with
+``jobqueue worker --queues q --concurrency N``, ``python -m jobqueue.worker ...``,
+:func:`run_worker` from Python, or procrastinate's own CLI
+(``procrastinate --app=jobqueue.worker.app worker --queues q,jobqueue.maintenance``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from procrastinate import PsycopgConnector, job_context
+
+from jobqueue import db
+from jobqueue.tasks import maintenance
+from jobqueue.worker import bridge
+from jobqueue.worker.base import WORKER_DEFAULTS, JobqueueApp, JobqueueWorker
+
+BRIDGE_TASK = "jobqueue.run"  # the name worker.sql's fetch trigger and lifecycle.sql expect
+
+app = JobqueueApp(
+    # The DSN may come later: run_worker opens the app on a pool of its own.
+    connector=PsycopgConnector(conninfo=db.dsn_from_env() or "", kwargs=db.connection_kwargs()),
+    worker_defaults=WORKER_DEFAULTS,  # type: ignore[arg-type]
+)
+
+
+@app.task(name=BRIDGE_TASK, pass_context=True, retry=False)
+async def run(
+    context: job_context.JobContext, job_id: int, attempt: int | None = None, **vehicle: Any
+) -> None:
+    """Run one attempt of a jobqueue job; the fetch trigger filled in the vehicle's args."""
+    if attempt is None:
+        return  # the job stopped being runnable (canceled) between defer and fetch
+    await bridge.run_attempt(
+        context,
+        job_id=job_id,
+        attempt=attempt,
+        handler=vehicle["handler"],
+        params=vehicle.get("params") or {},
+        organization=vehicle["organization"],
+        timeout=float(vehicle["timeout"]),
+        job_type=vehicle["job_type"],
+        checkpoint=vehicle.get("checkpoint"),
+    )
+
+
+_maintenance = {"queue": maintenance.MAINTENANCE_QUEUE, "priority": 1000}
+app.periodic(cron="* * * * * */2", periodic_id="rescue")(
+    app.task(name="jobqueue.rescue", pass_context=True, queueing_lock="jobqueue.rescue", **_maintenance)(
+        maintenance.rescue_task
+    )
+)
+app.periodic(cron="*/5 * * * *", periodic_id="cleanup")(
+    app.task(name="jobqueue.cleanup", pass_context=True, queueing_lock="jobqueue.cleanup", **_maintenance)(
+        maintenance.cleanup_task
+    )
+)
+
+from jobqueue.worker.runner import main, run_worker, run_worker_async  # noqa: E402
+
+__all__ = [
+    "BRIDGE_TASK",
+    "JobqueueApp",
+    "JobqueueWorker",
+    "app",
+    "main",
+    "run",
+    "run_worker",
+    "run_worker_async",
+]

@@ -1,0 +1,242 @@
+"""The bridge: the one procrastinate task that runs every jobqueue job.
+
+The fetch trigger (worker.sql) has already started the attempt and put everything needed on
+the vehicle's args (attempt number, handler path, params, organization, timeout, checkpoint),
+so running a job costs procrastinate's fetch plus one ``finish_attempts`` call. Outcomes go
+through :func:`record_outcomes` only; retries are scheduled by the engine's SQL, never by
+procrastinate (the task has ``retry=False``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from procrastinate import job_context
+from psycopg.rows import dict_row
+
+from jobqueue import calls, db, models
+from jobqueue.context import JobContext, NonRetryableError
+from jobqueue.handlers import HandlerError, load_handler
+
+logger = logging.getLogger("jobqueue.worker")
+
+# How long recording an outcome keeps trying through a dropped connection before leaving the
+# attempt to the rescuer (which closes it after the job's timeout plus grace).
+FINISH_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+async def execute(pool: psycopg_pool.AsyncConnectionPool, call: calls.Call[Any]) -> Any:
+    """Run one call of :mod:`jobqueue.calls` on the worker's pool."""
+    with db.translated():
+        async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(call.sql, call.params)  # type: ignore[arg-type]
+            rows = await cur.fetchall()
+    return call.shape(rows)
+
+
+async def record_outcomes(
+    pool: psycopg_pool.AsyncConnectionPool, outcomes: Sequence[dict[str, Any]]
+) -> list[models.FinishResult]:
+    """Record attempt outcomes in one round trip; fenced-off ones are logged, not raised.
+
+    Every outcome a worker produces goes through here, so batching them later is a change
+    to this function only.
+    """
+    for delay in (*FINISH_RETRY_DELAYS, None):
+        try:
+            results: list[models.FinishResult] = await execute(
+                pool, calls.finish_attempts(outcomes)
+            )
+            break
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            if delay is None:
+                raise
+            logger.warning("recording outcomes failed (%s); retrying in %ss", exc, delay)
+            await asyncio.sleep(delay)
+        except Exception as exc:
+            if delay is None or not isinstance(exc.__cause__, psycopg.OperationalError):
+                raise
+            logger.warning("recording outcomes failed (%s); retrying in %ss", exc, delay)
+            await asyncio.sleep(delay)
+    for result in results:
+        if not result.accepted:
+            logger.warning(
+                "attempt %s of job %s is no longer current; its outcome was kept on the "
+                "attempt row only",
+                result.attempt,
+                result.job_id,
+            )
+    return results
+
+
+def _outcome(
+    ctx_ids: tuple[int, int],
+    outcome: str,
+    *,
+    result: Any = None,
+    error: str | None = None,
+    tb: str | None = None,
+    retryable: bool = True,
+) -> dict[str, Any]:
+    job_id, attempt = ctx_ids
+    return {
+        "job_id": job_id,
+        "attempt": attempt,
+        "outcome": outcome,
+        "result": result,
+        "error": error,
+        "traceback": tb,
+        "retryable": retryable,
+    }
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _run_in_thread(
+    loop: asyncio.AbstractEventLoop, handler: Any, ctx: JobContext, params: dict[str, Any]
+) -> asyncio.Future[Any]:
+    """Run a sync handler on a thread of its own and expose it as a loop future.
+
+    A dedicated thread rather than a pool worker: a handler abandoned at its deadline (or on
+    cancel) may keep running, and it must not hold a slot that the next job waits for.
+    """
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, exc: BaseException | None) -> None:
+        if future.done():
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        try:
+            value = handler(ctx, **params)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, value, None)
+
+    threading.Thread(target=target, name=f"job-{ctx.job_id}", daemon=True).start()
+    return future
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    """Let an abandoned handler finish in the background without 'never retrieved' noise."""
+
+    def swallow(t: asyncio.Future[Any]) -> None:
+        if not t.cancelled():
+            t.exception()
+
+    task.add_done_callback(swallow)
+
+
+async def run_attempt(
+    context: job_context.JobContext,
+    *,
+    job_id: int,
+    attempt: int,
+    handler: str,
+    params: dict[str, Any],
+    organization: str,
+    timeout: float,
+    job_type: str,
+    checkpoint: Any = None,
+) -> None:
+    """Run one attempt of a job and record its outcome."""
+    pool: psycopg_pool.AsyncConnectionPool = context.app.connector.pool  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + timeout
+    ids = (job_id, attempt)
+
+    async def execute_named(name: str, *args: Any) -> Any:
+        return await execute(pool, getattr(calls, name)(*args))
+
+    ctx = JobContext(
+        job_id=job_id,
+        attempt=attempt,
+        job_type=job_type,
+        organization=organization,
+        params=params,
+        checkpoint=checkpoint,
+        timeout=timeout,
+        loop=loop,
+        execute=execute_named,
+    )
+    try:
+        fn = load_handler(handler)
+    except HandlerError as exc:
+        ctx.logger.error("%s", exc)
+        await record_outcomes(pool, [_outcome(ids, "failed", error=str(exc))])
+        return
+
+    running: asyncio.Future[Any]
+    if asyncio.iscoroutinefunction(fn):
+        running = asyncio.ensure_future(fn(ctx, **params))
+    else:
+        running = _run_in_thread(loop, fn, ctx, params)
+
+    outcome: dict[str, Any]
+    try:
+        done, _ = await asyncio.wait({running}, timeout=max(0.0, deadline - time.monotonic()))
+    except asyncio.CancelledError:
+        # procrastinate cancels the bridge when the job is aborted: a cancel request from the
+        # engine, or the worker stopping after its grace period.
+        ctx._cancel()
+        running.cancel()
+        _forget(running)
+        if context.abort_reason() == job_context.AbortReason.USER_REQUEST:
+            ctx.logger.info("canceled while running")
+            outcome = _outcome(ids, "canceled", error="canceled while running")
+        else:
+            ctx.logger.warning("worker stopped before the job finished; it will retry")
+            outcome = _outcome(ids, "failed", error="worker stopped before the job finished")
+    else:
+        if not done:
+            ctx._cancel()
+            running.cancel()
+            _forget(running)
+            ctx.logger.warning("timed out after %ss", timeout)
+            outcome = _outcome(ids, "timed_out", error=f"timed out after {timeout:g}s")
+        else:
+            outcome = _settled(ctx, ids, running)
+    await ctx._flush_progress()
+    await record_outcomes(pool, [outcome])
+
+
+def _settled(ctx: JobContext, ids: tuple[int, int], running: asyncio.Future[Any]) -> dict[str, Any]:
+    """The outcome of a handler that returned or raised."""
+    if running.cancelled():
+        return _outcome(ids, "canceled", error="the handler was cancelled")
+    exc = running.exception()
+    if exc is None:
+        result = running.result()
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as bad:
+            return _outcome(
+                ids,
+                "failed",
+                error=f"the handler's result is not JSON-serialisable: {bad}",
+                retryable=False,
+            )
+        return _outcome(ids, "completed", result=result)
+    tb = "".join(traceback.format_exception(exc))
+    if isinstance(exc, asyncio.CancelledError) and ctx.is_canceled():
+        return _outcome(ids, "canceled", error="canceled while running", tb=tb)
+    retryable = not isinstance(exc, NonRetryableError)
+    ctx.logger.warning("failed: %s", _describe(exc))
+    return _outcome(ids, "failed", error=_describe(exc), tb=tb, retryable=retryable)
