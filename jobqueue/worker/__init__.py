@@ -16,13 +16,16 @@ from procrastinate import PsycopgConnector, job_context
 from jobqueue import db
 from jobqueue.tasks import maintenance
 from jobqueue.worker import bridge
-from jobqueue.worker.base import WORKER_DEFAULTS, JobqueueApp, JobqueueWorker
+from jobqueue.worker.base import APPLICATION_NAME, WORKER_DEFAULTS, JobqueueApp, JobqueueWorker
 
 BRIDGE_TASK = "jobqueue.run"  # the name worker.sql's fetch trigger and lifecycle.sql expect
 
 app = JobqueueApp(
     # The DSN may come later: run_worker opens the app on a pool of its own.
-    connector=PsycopgConnector(conninfo=db.dsn_from_env() or "", kwargs=db.connection_kwargs()),
+    connector=PsycopgConnector(
+        conninfo=db.dsn_from_env() or "",
+        kwargs={**db.connection_kwargs(), "application_name": APPLICATION_NAME},
+    ),
     worker_defaults=WORKER_DEFAULTS,  # type: ignore[arg-type]
 )
 
@@ -49,14 +52,14 @@ async def run(
 
 _maintenance = {"queue": maintenance.MAINTENANCE_QUEUE, "priority": 1000}
 app.periodic(cron="* * * * * */2", periodic_id="rescue")(
-    app.task(name="jobqueue.rescue", pass_context=True, queueing_lock="jobqueue.rescue", **_maintenance)(
-        maintenance.rescue_task
-    )
+    app.task(
+        name="jobqueue.rescue", pass_context=True, queueing_lock="jobqueue.rescue", **_maintenance
+    )(maintenance.rescue_task)
 )
 app.periodic(cron="*/5 * * * *", periodic_id="cleanup")(
-    app.task(name="jobqueue.cleanup", pass_context=True, queueing_lock="jobqueue.cleanup", **_maintenance)(
-        maintenance.cleanup_task
-    )
+    app.task(
+        name="jobqueue.cleanup", pass_context=True, queueing_lock="jobqueue.cleanup", **_maintenance
+    )(maintenance.cleanup_task)
 )
 
 from jobqueue.worker.runner import main, run_worker, run_worker_async  # noqa: E402

@@ -18,6 +18,8 @@ from jobqueue.tasks import maintenance
 
 logger = logging.getLogger("jobqueue.worker")
 
+APPLICATION_NAME = "jobqueue worker"  # how worker sessions show in pg_stat_activity
+
 # Short intervals: a lost worker is noticed within seconds (stale_after, 10 s by default,
 # against a 1 s heartbeat), and a cancel request reaches a running job within a second even
 # when its NOTIFY is missed. Retries are scheduled in the future and send no NOTIFY, so the
@@ -62,9 +64,7 @@ class JobqueueWorker(worker.Worker):
         job_result: job_context.JobResult | None,
     ) -> None:
         try:
-            await super()._persist_job_status(
-                job, status, retry_decision, context, job_result
-            )
+            await super()._persist_job_status(job, status, retry_decision, context, job_result)
         except exceptions.ConnectorException as exc:
             # The vehicle is gone when the rescuer closed its attempt while this worker was
             # unreachable; the attempt's outcome already went through finish_attempts.

@@ -17,13 +17,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import psycopg_pool
-from procrastinate import exceptions
+from procrastinate import PsycopgConnector, exceptions
 
 from jobqueue import db
 from jobqueue.tasks.maintenance import MAINTENANCE_QUEUE, SETTINGS_KEY, MaintenanceSettings
+from jobqueue.worker.base import APPLICATION_NAME
 
 logger = logging.getLogger("jobqueue.worker")
 
+# Seconds a query waits for a pool connection; an outage surfaces instead of hanging.
+POOL_TIMEOUT = 10.0
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 
@@ -61,9 +64,7 @@ async def run_worker_async(
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     stop = stop or asyncio.Event()
-    settings = MaintenanceSettings(
-        stale_after=timedelta(seconds=stale_after), retention=retention
-    )
+    settings = MaintenanceSettings(stale_after=timedelta(seconds=stale_after), retention=retention)
     current: list[object] = []
 
     def stop_current(*_: object) -> None:
@@ -84,47 +85,52 @@ async def run_worker_async(
     backoff = BACKOFF_FIRST
     try:
         while not stop.is_set():
-            pool = psycopg_pool.AsyncConnectionPool(
-                dsn,
+            # A fresh connector (and pool) per run: procrastinate's connector keeps a closed
+            # pool around otherwise.
+            connector = PsycopgConnector(
+                conninfo=dsn,
+                kwargs={**db.connection_kwargs(), "application_name": APPLICATION_NAME},
                 min_size=2,
                 max_size=concurrency + 4,
-                kwargs=db.connection_kwargs(),
-                open=False,
-                check=psycopg_pool.AsyncConnectionPool.check_connection,
+                timeout=POOL_TIMEOUT,
             )
             try:
-                await pool.open(wait=True, timeout=10)
-                async with app.open_async(pool):
-                    app.perform_import_paths()
-                    worker = app._worker(
-                        queues=_queues(queues),
-                        concurrency=concurrency,
-                        name=name or "jobqueue",
-                        shutdown_graceful_timeout=shutdown_grace,
-                        update_heartbeat_interval=heartbeat_interval,
-                        stalled_worker_timeout=max(60.0, 6 * stale_after),
-                        install_signal_handlers=False,
-                        additional_context={SETTINGS_KEY: settings},
-                    )
-                    current[:] = [worker]
-                    if stop.is_set():
-                        break
-                    await worker.run()
-                    backoff = BACKOFF_FIRST
+                with app.replace_connector(connector):
+                    async with app.open_async():
+                        app.perform_import_paths()
+                        worker = app._worker(
+                            queues=_queues(queues),
+                            concurrency=concurrency,
+                            name=name or "jobqueue",
+                            shutdown_graceful_timeout=shutdown_grace,
+                            update_heartbeat_interval=heartbeat_interval,
+                            stalled_worker_timeout=max(60.0, 6 * stale_after),
+                            install_signal_handlers=False,
+                            additional_context={SETTINGS_KEY: settings},
+                        )
+                        current[:] = [worker]
+                        if stop.is_set():
+                            break
+                        await worker.run()
+                        backoff = BACKOFF_FIRST
                 if not stop.is_set():
                     # A side task (heartbeat, listener) failed and the worker stopped itself.
                     logger.warning("worker stopped unexpectedly; restarting")
             except (exceptions.ConnectorException, psycopg_pool.PoolTimeout, OSError) as exc:
                 if stop.is_set():
                     break
-                logger.warning("database unavailable (%s); restarting in %.1fs", exc, backoff)
+                reason = str(exc.__cause__ or exc).strip()
+                logger.warning("database unavailable (%s); restarting in %.1fs", reason, backoff)
             except Exception:
                 if stop.is_set():
                     raise
                 logger.exception("worker failed; restarting in %.1fs", backoff)
             finally:
                 current.clear()
-                await pool.close()
+                try:
+                    await connector.close_async()
+                except Exception:
+                    logger.debug("closing the pool failed", exc_info=True)
             if stop.is_set():
                 break
             await asyncio.wait({stop_watch}, timeout=backoff)
@@ -183,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if logging.getLogger().getEffectiveLevel() >= logging.INFO:
+        # procrastinate logs each job's start and end with its args, params included; jobqueue
+        # logs outcomes itself, without params.
+        logging.getLogger("procrastinate").setLevel(logging.WARNING)
     queues = [q.strip() for q in args.queues.split(",") if q.strip()] or None
     try:
         run_worker(

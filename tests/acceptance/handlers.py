@@ -1,0 +1,143 @@
+"""Handlers for the acceptance tests, imported by real worker subprocesses.
+
+They write what they did to the ``test_exec`` table of the test database (JOBQUEUE_DSN), so
+tests can count executions and see what a handler observed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from jobqueue.context import JobContext, NonRetryableError
+
+EXEC_TABLE = """
+CREATE TABLE IF NOT EXISTS public.test_exec (
+    id bigserial PRIMARY KEY,
+    job_id bigint NOT NULL,
+    attempt integer NOT NULL,
+    tag text NOT NULL,
+    pid integer NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+
+_pool: psycopg_pool.AsyncConnectionPool | None = None
+
+
+def _dsn() -> str:
+    return os.environ["JOBQUEUE_DSN"]
+
+
+def _record(ctx: JobContext, tag: str) -> None:
+    with psycopg.connect(_dsn(), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO public.test_exec (job_id, attempt, tag, pid) VALUES (%s, %s, %s, %s)",
+            (ctx.job_id, ctx.attempt, tag, os.getpid()),
+        )
+
+
+async def _record_async(ctx: JobContext, tag: str) -> None:
+    global _pool
+    if _pool is None:
+        _pool = psycopg_pool.AsyncConnectionPool(
+            _dsn(), min_size=1, max_size=4, kwargs={"autocommit": True}, open=False
+        )
+        await _pool.open()
+    async with _pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO public.test_exec (job_id, attempt, tag, pid) VALUES (%s, %s, %s, %s)",
+            (ctx.job_id, ctx.attempt, tag, os.getpid()),
+        )
+
+
+async def count(ctx: JobContext, n: int = 0) -> int:
+    """Record one execution."""
+    await _record_async(ctx, "ran")
+    return n
+
+
+def record(ctx: JobContext, tag: str = "ran") -> str:
+    """Record one execution (sync)."""
+    _record(ctx, tag)
+    return tag
+
+
+async def slow_first_attempt(ctx: JobContext, seconds: float = 3.0) -> dict[str, Any]:
+    """Sleep on the first attempt only, then record which attempt finished."""
+    await _record_async(ctx, "started")
+    if ctx.attempt == 1:
+        await asyncio.sleep(seconds)
+    await _record_async(ctx, "finished")
+    return {"attempt": ctx.attempt}
+
+
+def flaky(ctx: JobContext, failures: int = 1) -> dict[str, Any]:
+    """Fail the first ``failures`` attempts."""
+    _record(ctx, "ran")
+    if ctx.attempt <= failures:
+        raise RuntimeError(f"planned failure on attempt {ctx.attempt}")
+    return {"attempt": ctx.attempt}
+
+
+def always_fail(ctx: JobContext) -> None:
+    _record(ctx, "ran")
+    raise RuntimeError("always fails")
+
+
+def give_up(ctx: JobContext) -> None:
+    _record(ctx, "ran")
+    raise NonRetryableError("bad input: nothing to retry")
+
+
+def sleep_sync(ctx: JobContext, seconds: float = 30.0) -> None:
+    """Blocks its thread without looking at the cancel flag."""
+    time.sleep(seconds)
+    _record(ctx, "woke")
+
+
+async def sleep_async(ctx: JobContext, seconds: float = 30.0) -> None:
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        await _record_async(ctx, "cancelled")
+        raise
+
+
+def wait_for_cancel(ctx: JobContext, seconds: float = 60.0) -> str:
+    """Polls is_canceled() like a cooperative sync handler, and says when it saw it."""
+    _record(ctx, "started")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ctx.is_canceled():
+            _record(ctx, "saw_cancel")
+            return "stopped"
+        time.sleep(0.05)
+    return "never canceled"
+
+
+def progress_burst(ctx: JobContext, reports: int = 20000) -> str:
+    """Reports progress in a tight loop; the last value reported is 99."""
+    for i in range(reports):
+        ctx.report_progress(min(99, i * 100 // reports))
+    ctx.report_progress(99, "almost")
+    time.sleep(1.5)
+    return "done"
+
+
+def checkpointed(ctx: JobContext) -> dict[str, Any]:
+    """Saves a checkpoint, fails once, and resumes from it."""
+    saved = ctx.load_checkpoint()
+    if saved is None:
+        ctx.checkpoint({"step": 1})
+        raise RuntimeError("fail after checkpoint")
+    return {"resumed_from": saved}
+
+
+def wrong_result(ctx: JobContext) -> object:
+    return object()

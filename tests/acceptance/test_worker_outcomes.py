@@ -1,0 +1,203 @@
+"""What real workers record for each way a handler can end."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+
+from jobqueue.client import Client
+from tests.acceptance.conftest import Workers, executions, job_type, wait_for
+
+TERMINAL = {"completed", "dead", "canceled"}
+
+
+def finished(client: Client, job_id: int, timeout: float = 30.0) -> Any:
+    return wait_for(
+        lambda: (j := client.get_job(job_id)).status in TERMINAL and j,
+        timeout=timeout,
+        what=f"job {job_id} to finish",
+    )
+
+
+def test_retry_then_success(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "flaky", "flaky", max_retries=3)
+    job = client.submit_job("flaky", {"failures": 2}, organization=org)
+    workers.start()
+    done = finished(client, job.id)
+    assert done.status == "completed"
+    assert done.result == {"attempt": 3}
+    attempts = client.job_attempts(job.id)
+    assert [a.outcome for a in attempts] == ["failed", "failed", "completed"]
+    assert "planned failure on attempt 1" in (attempts[0].error or "")
+    assert "Traceback" in (attempts[0].traceback or "")
+    assert [e.attempt for e in executions(db, job.id)] == [1, 2, 3]
+
+
+def test_retries_exhausted_go_dead_with_every_attempt_logged(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "doomed", "always_fail", max_retries=2)
+    job = client.submit_job("doomed", {}, organization=org)
+    workers.start()
+    done = finished(client, job.id)
+    assert done.status == "dead"
+    attempts = client.job_attempts(job.id)
+    assert [(a.attempt, a.outcome) for a in attempts] == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "failed"),
+    ]
+    assert all("always fails" in (a.error or "") for a in attempts)
+    assert len(executions(db, job.id)) == 3
+
+
+def test_non_retryable_error_goes_dead_after_one_attempt(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "give_up", "give_up", max_retries=5)
+    job = client.submit_job("give_up", {}, organization=org)
+    workers.start()
+    done = finished(client, job.id)
+    assert done.status == "dead"
+    assert [a.outcome for a in client.job_attempts(job.id)] == ["failed"]
+    assert "NonRetryableError: bad input" in (done.last_error or "")
+    assert len(executions(db, job.id)) == 1
+
+
+def test_sync_handler_is_timed_out_at_its_deadline_and_frees_its_slot(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "sleeper", "sleep_sync", timeout=timedelta(seconds=1), max_retries=0)
+    job_type(client, "echo", "record")
+    slow = client.submit_job("sleeper", {"seconds": 30}, organization=org)
+    workers.start(concurrency=1)
+    done = finished(client, slow.id, timeout=20)
+    assert done.status == "dead"
+    (attempt,) = client.job_attempts(slow.id)
+    assert attempt.outcome == "timed_out"
+    # Recorded at the deadline, not when the 30 s sleep ends (generous bound on a busy box).
+    assert attempt.finished_at - attempt.started_at < timedelta(seconds=10)
+    # The only slot is free again although the abandoned thread still sleeps.
+    quick = client.submit_job("echo", {"tag": "after"}, organization=org)
+    assert finished(client, quick.id, timeout=20).status == "completed"
+    assert executions(db, slow.id, "woke") == []
+
+
+def test_async_handler_is_cancelled_at_its_deadline(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "async_sleeper", "sleep_async", timeout=timedelta(seconds=1), max_retries=1)
+    job = client.submit_job("async_sleeper", {"seconds": 30}, organization=org)
+    workers.start()
+    done = finished(client, job.id, timeout=30)
+    assert done.status == "dead"
+    attempts = client.job_attempts(job.id)
+    assert [a.outcome for a in attempts] == ["timed_out", "timed_out"]  # timeouts retry
+    assert all(a.finished_at - a.started_at < timedelta(seconds=10) for a in attempts)
+    wait_for(lambda: len(executions(db, job.id, "cancelled")) == 2, what="handler cancellation")
+
+
+def test_cancel_of_a_running_sync_job_is_seen_by_the_handler(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "cooperative", "wait_for_cancel")
+    job = client.submit_job("cooperative", {}, organization=org)
+    workers.start()
+    wait_for(lambda: executions(db, job.id, "started"), what="handler start")
+    client.cancel_job(job.id)
+    done = finished(client, job.id)
+    assert done.status == "canceled"
+    assert [a.outcome for a in client.job_attempts(job.id)] == ["canceled"]
+    wait_for(lambda: executions(db, job.id, "saw_cancel"), what="handler to see the cancel")
+
+
+def test_cancel_of_a_running_async_job_cancels_the_handler(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "async_sleeper", "sleep_async")
+    job = client.submit_job("async_sleeper", {"seconds": 60}, organization=org)
+    workers.start()
+    wait_for(lambda: client.get_job(job.id).status == "running", what="job to run")
+    client.cancel_job(job.id)
+    assert finished(client, job.id).status == "canceled"
+    assert [a.outcome for a in client.job_attempts(job.id)] == ["canceled"]
+    wait_for(lambda: executions(db, job.id, "cancelled"), what="handler cancellation")
+
+
+def test_progress_reports_land_and_are_throttled(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "progress", "progress_burst")
+    job = client.submit_job("progress", {"reports": 20000}, organization=org)
+    workers.start()
+    assert finished(client, job.id).status == "completed"
+    percents = [
+        row[0]
+        for row in db.execute(
+            "SELECT (data->>'percent')::int FROM jobqueue.event"
+            " WHERE job_id = %s AND type = 'progress' ORDER BY id",
+            (job.id,),
+        )
+    ]
+    assert 1 <= len(percents) <= 20, percents  # 20,001 reports, a handful of writes
+    assert percents[-1] == 99  # the last value reported is always written
+
+
+def test_checkpoint_survives_a_retry(client: Client, org: str, workers: Workers) -> None:
+    job_type(client, "checkpointed", "checkpointed")
+    job = client.submit_job("checkpointed", {}, organization=org)
+    workers.start()
+    done = finished(client, job.id)
+    assert done.status == "completed"
+    assert done.result == {"resumed_from": {"step": 1}}
+
+
+def test_unserialisable_result_fails_the_job(client: Client, org: str, workers: Workers) -> None:
+    job_type(client, "wrong_result", "wrong_result")
+    job = client.submit_job("wrong_result", {}, organization=org)
+    workers.start()
+    done = finished(client, job.id)
+    assert done.status == "dead"
+    assert "not JSON-serialisable" in (done.last_error or "")
+
+
+def test_handler_that_fails_to_import_fails_the_attempt_not_the_worker(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    # Registered without validation (the raw client), as a type whose module later vanished.
+    client.register_job_type("vanished", "tests.acceptance.no_such_module:run", max_retries=0)
+    job_type(client, "echo", "record")
+    broken = client.submit_job("vanished", {}, organization=org)
+    proc = workers.start(concurrency=1)
+    done = finished(client, broken.id)
+    assert done.status == "dead"
+    assert "no_such_module" in (done.last_error or "")
+    assert "failed to import" in (done.last_error or "")
+    ok = client.submit_job("echo", {}, organization=org)
+    assert finished(client, ok.id).status == "completed"
+    assert proc.poll() is None
+
+
+def test_dependencies_run_in_order_through_workers(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "step", "record")
+    first = client.submit_job("step", {"tag": "first"}, organization=org)
+    second = client.submit_job("step", {"tag": "second"}, organization=org, depends_on=[first.id])
+    third = client.submit_job(
+        "step", {"tag": "third"}, organization=org, depends_on=[first.id, second.id]
+    )
+    workers.start(concurrency=4)
+    workers.start(concurrency=4)
+    assert finished(client, third.id).status == "completed"
+    order = [
+        row[0] for row in db.execute("SELECT tag FROM public.test_exec ORDER BY at, id").fetchall()
+    ]
+    assert order == ["first", "second", "third"]
+    jobs = {j.id: j for j in (client.get_job(i) for i in (first.id, second.id, third.id))}
+    assert jobs[first.id].finished_at <= jobs[second.id].started_at
+    assert jobs[second.id].finished_at <= jobs[third.id].started_at
