@@ -29,17 +29,13 @@ class HandlerError(Exception):
 
 def _import(path: str) -> Any:
     if not isinstance(path, str) or not _PATH.match(path):
-        raise HandlerError(
-            f"handler {path!r} is not a dotted path like 'package.module:function'"
-        )
+        raise HandlerError(f"handler {path!r} is not a dotted path like 'package.module:function'")
     if ":" in path:
         module_name, _, attr_path = path.partition(":")
     else:
         module_name, _, attr_path = path.rpartition(".")
         if not module_name:
-            raise HandlerError(
-                f"handler {path!r} names no module; use 'package.module:function'"
-            )
+            raise HandlerError(f"handler {path!r} names no module; use 'package.module:function'")
     try:
         target: Any = importlib.import_module(module_name)
     except Exception as exc:

@@ -56,9 +56,6 @@ class Workers:
         retention: float | None = None,
     ) -> subprocess.Popen[bytes]:
         args = [
-            sys.executable,
-            "-m",
-            "jobqueue.worker",
             "--concurrency",
             str(concurrency),
             "--stale-after",
@@ -70,10 +67,15 @@ class Workers:
             args += ["--queues", queues]
         if retention is not None:
             args += ["--retention", str(retention)]
+        return self.spawn([sys.executable, "-m", "jobqueue.worker", *args])
+
+    def spawn(self, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start any worker command line with the test database in its environment."""
         env = {
             **os.environ,
             "JOBQUEUE_DSN": self.dsn,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            **(env or {}),
         }
         log = open(self.logs / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -201,3 +203,27 @@ def test_dependencies_run_in_order_through_workers(
     jobs = {j.id: j for j in (client.get_job(i) for i in (first.id, second.id, third.id))}
     assert jobs[first.id].finished_at <= jobs[second.id].started_at
     assert jobs[second.id].finished_at <= jobs[third.id].started_at
+
+
+def test_procrastinate_cli_runs_jobqueue_jobs(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "flaky", "flaky", queue="emails", max_retries=2)
+    job = client.submit_job("flaky", {"failures": 1}, organization=org)
+    proc = workers.spawn(
+        [
+            sys.executable,
+            "-m",
+            "procrastinate",
+            "--app=jobqueue.worker.app",
+            "worker",
+            "--queues=emails,jobqueue.maintenance",
+            "--concurrency=2",
+        ],
+        env={"JOBQUEUE_STALE_AFTER": "2"},
+    )
+    done = finished(client, job.id)
+    assert (done.status, done.result) == ("completed", {"attempt": 2})
+    assert [e.attempt for e in executions(db, job.id)] == [1, 2]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
