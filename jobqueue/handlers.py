@@ -90,15 +90,15 @@ def load_handler(path: str) -> Callable[..., Any]:
     """The handler at ``path``, imported and checked once per process."""
     handler = _cache.get(path)
     if handler is None:
-        handler = _import(path)
-        check_signature(path, handler)
-        _cache[path] = handler
+        imported = _import(path)
+        check_signature(path, imported)
+        handler = _cache[path] = imported
     return handler
 
 
 def validate_handler(path: str) -> Callable[..., Any]:
     """Import and check ``path`` afresh (not from the cache); raise HandlerError if unusable."""
-    handler = _import(path)
+    handler: Callable[..., Any] = _import(path)
     check_signature(path, handler)
     return handler
 

@@ -4,7 +4,8 @@
 --            costs no round trip of its own), finishing them, progress and checkpoints.
 -- Public:    finish_attempts(outcomes jsonb)  -- many outcomes in one call; per item accepted
 --                                                 or fenced off (the late outcome is kept on
---                                                 its attempt row only)
+--                                                 its attempt row only); outcomes are
+--                                                 completed|failed|timed_out|canceled|lost
 --            complete_attempt(job_id, attempt, result)             -- one; JQS01 when fenced
 --            fail_attempt(job_id, attempt, error, traceback, retryable, outcome)
 --            report_progress(job_id, attempt, percent, message)    -- returns cancel_requested
@@ -82,8 +83,9 @@ DECLARE
     v_type jobqueue.job_type;
     v_status jobqueue.job_status;
 BEGIN
-    IF p_outcome IS NULL OR p_outcome = 'lost' THEN
-        RAISE EXCEPTION 'outcome must be completed, failed, timed_out or canceled'
+    -- 'lost' comes from a worker that stops before its attempts end (after its grace period).
+    IF p_outcome IS NULL THEN
+        RAISE EXCEPTION 'outcome must be completed, failed, timed_out, canceled or lost'
             USING ERRCODE = 'JQV03';
     END IF;
     SELECT * INTO v_job FROM jobqueue.job WHERE id = p_job_id FOR UPDATE;

@@ -32,7 +32,7 @@ app = JobqueueApp(
 
 @app.task(name=BRIDGE_TASK, pass_context=True, retry=False)
 async def run(
-    context: job_context.JobContext, job_id: int, attempt: int | None = None, **vehicle: Any
+    context: job_context.JobContext, /, job_id: int, attempt: int | None = None, **vehicle: Any
 ) -> None:
     """Run one attempt of a jobqueue job; the fetch trigger filled in the vehicle's args."""
     if attempt is None:
@@ -50,15 +50,23 @@ async def run(
     )
 
 
-_maintenance = {"queue": maintenance.MAINTENANCE_QUEUE, "priority": 1000}
+# Maintenance jumps every queue (priority) and never piles up (one waiting tick at most).
 app.periodic(cron="* * * * * */2", periodic_id="rescue")(
     app.task(
-        name="jobqueue.rescue", pass_context=True, queueing_lock="jobqueue.rescue", **_maintenance
+        name="jobqueue.rescue",
+        pass_context=True,
+        queue=maintenance.MAINTENANCE_QUEUE,
+        priority=1000,
+        queueing_lock="jobqueue.rescue",
     )(maintenance.rescue_task)
 )
 app.periodic(cron="*/5 * * * *", periodic_id="cleanup")(
     app.task(
-        name="jobqueue.cleanup", pass_context=True, queueing_lock="jobqueue.cleanup", **_maintenance
+        name="jobqueue.cleanup",
+        pass_context=True,
+        queue=maintenance.MAINTENANCE_QUEUE,
+        priority=1000,
+        queueing_lock="jobqueue.cleanup",
     )(maintenance.cleanup_task)
 )
 

@@ -53,7 +53,7 @@ class JobqueueWorker(worker.Worker):
             raise
         except Exception:
             logger.warning("start-up maintenance failed", exc_info=True)
-        await super().run()
+        await super().run()  # type: ignore[no-untyped-call]
 
     async def _persist_job_status(
         self,
@@ -68,7 +68,8 @@ class JobqueueWorker(worker.Worker):
         except exceptions.ConnectorException as exc:
             # The vehicle is gone when the rescuer closed its attempt while this worker was
             # unreachable; the attempt's outcome already went through finish_attempts.
-            logger.warning("vehicle %s could not be finished: %s", job.id, exc)
+            reason = str(exc.__cause__ or exc).strip()
+            logger.warning("vehicle %s could not be finished: %s", job.id, reason)
             if job.id is not None:
                 self._job_ids_to_abort.pop(job.id, None)
 

@@ -38,7 +38,7 @@ async def execute(pool: psycopg_pool.AsyncConnectionPool, call: calls.Call[Any])
     """Run one call of :mod:`jobqueue.calls` on the worker's pool."""
     with db.translated():
         async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(call.sql, call.params)  # type: ignore[arg-type]
+            await cur.execute(call.sql, call.params)
             rows = await cur.fetchall()
     return call.shape(rows)
 
@@ -202,8 +202,8 @@ async def run_attempt(
             ctx.logger.info("canceled while running")
             outcome = _outcome(ids, "canceled", error="canceled while running")
         else:
-            ctx.logger.warning("worker stopped before the job finished; it will retry")
-            outcome = _outcome(ids, "failed", error="worker stopped before the job finished")
+            ctx.logger.warning("worker stopped before the job finished")
+            outcome = _outcome(ids, "lost", error="worker stopped before the job finished")
     else:
         if not done:
             ctx._cancel()

@@ -97,7 +97,7 @@ async def run_worker_async(
             try:
                 with app.replace_connector(connector):
                     async with app.open_async():
-                        app.perform_import_paths()
+                        app.perform_import_paths()  # type: ignore[no-untyped-call]
                         worker = app._worker(
                             queues=_queues(queues),
                             concurrency=concurrency,
@@ -111,7 +111,7 @@ async def run_worker_async(
                         current[:] = [worker]
                         if stop.is_set():
                             break
-                        await worker.run()
+                        await worker.run()  # type: ignore[no-untyped-call]
                         backoff = BACKOFF_FIRST
                 if not stop.is_set():
                     # A side task (heartbeat, listener) failed and the worker stopped itself.

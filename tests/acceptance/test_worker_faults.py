@@ -116,7 +116,7 @@ def test_sigterm_lets_jobs_finish_within_grace_then_retries_the_rest(
     assert client.get_job(short.id).status == "completed"  # finished within the grace period
     assert client.get_job(long.id).status == "retrying"
     (first,) = client.job_attempts(long.id)
-    assert first.outcome == "failed" and "worker stopped" in (first.error or "")
+    assert first.outcome == "lost" and "worker stopped" in (first.error or "")
     workers.start()
     done = finished(client, long.id)
     assert done.status == "completed" and done.result == {"attempt": 2}
