@@ -160,6 +160,14 @@ BEGIN
         accepted := status IS NOT NULL;
         RETURN NEXT;
     END LOOP;
+    -- The attempts' vehicles are done with. Deleting them here spares the worker
+    -- procrastinate's own finish round trip (the bridge skips it); vehicles of fenced-off
+    -- attempts are usually gone already (the rescuer deletes them).
+    DELETE FROM procrastinate_jobs AS p
+    USING jobqueue.attempt AS a,
+          jsonb_to_recordset(outcomes) AS x (job_id bigint, attempt integer)
+    WHERE a.job_id = x.job_id AND a.attempt = x.attempt AND p.id = a.procrastinate_job_id
+      AND p.status = 'doing';
 END
 $$;
 

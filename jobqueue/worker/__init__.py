@@ -33,11 +33,11 @@ app = JobqueueApp(
 @app.task(name=BRIDGE_TASK, pass_context=True, retry=False)
 async def run(
     context: job_context.JobContext, /, job_id: int, attempt: int | None = None, **vehicle: Any
-) -> None:
+) -> str | None:
     """Run one attempt of a jobqueue job; the fetch trigger filled in the vehicle's args."""
     if attempt is None:
-        return  # the job stopped being runnable (canceled) between defer and fetch
-    await bridge.run_attempt(
+        return None  # the job stopped being runnable (canceled) between defer and fetch
+    return await bridge.run_attempt(
         context,
         job_id=job_id,
         attempt=attempt,

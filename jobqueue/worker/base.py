@@ -15,6 +15,7 @@ from typing import Any
 from procrastinate import App, exceptions, job_context, jobs, retry, worker
 
 from jobqueue.tasks import maintenance
+from jobqueue.worker import bridge
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -63,6 +64,11 @@ class JobqueueWorker(worker.Worker):
         context: job_context.JobContext,
         job_result: job_context.JobResult | None,
     ) -> None:
+        if job_result is not None and job_result.result == bridge.VEHICLE_FINISHED:
+            # finish_attempts deleted the vehicle with the outcome: nothing left to do.
+            if job.id is not None:
+                self._job_ids_to_abort.pop(job.id, None)
+            return
         try:
             await super()._persist_job_status(job, status, retry_decision, context, job_result)
         except exceptions.ConnectorException as exc:

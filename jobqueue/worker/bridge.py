@@ -33,6 +33,10 @@ logger = logging.getLogger("jobqueue.worker")
 # attempt to the rescuer (which closes it after the job's timeout plus grace).
 FINISH_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 
+# What the bridge task returns once finish_attempts has recorded the outcome and deleted the
+# vehicle, so the worker skips procrastinate's own finish of it.
+VEHICLE_FINISHED = "jobqueue:vehicle-finished"
+
 
 async def execute(pool: psycopg_pool.AsyncConnectionPool, call: calls.Call[Any]) -> Any:
     """Run one call of :mod:`jobqueue.calls` on the worker's pool."""
@@ -155,8 +159,9 @@ async def run_attempt(
     timeout: float,
     job_type: str,
     checkpoint: Any = None,
-) -> None:
-    """Run one attempt of a job and record its outcome."""
+) -> str | None:
+    """Run one attempt of a job and record its outcome; returns VEHICLE_FINISHED once the
+    outcome (and with it the vehicle's deletion) is committed."""
     pool: psycopg_pool.AsyncConnectionPool = context.app.connector.pool  # type: ignore[attr-defined]
     loop = asyncio.get_running_loop()
     deadline = time.monotonic() + timeout
@@ -181,7 +186,7 @@ async def run_attempt(
     except HandlerError as exc:
         ctx.logger.error("%s", exc)
         await record_outcomes(pool, [_outcome(ids, "failed", error=str(exc))])
-        return
+        return VEHICLE_FINISHED
 
     running: asyncio.Future[Any]
     if asyncio.iscoroutinefunction(fn):
@@ -215,6 +220,7 @@ async def run_attempt(
             outcome = _settled(ctx, ids, running)
     await ctx._flush_progress()
     await record_outcomes(pool, [outcome])
+    return VEHICLE_FINISHED
 
 
 def _settled(ctx: JobContext, ids: tuple[int, int], running: asyncio.Future[Any]) -> dict[str, Any]:
