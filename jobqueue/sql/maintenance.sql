@@ -89,6 +89,7 @@ AS $$
 DECLARE
     v_jobs integer;
     v_events integer;
+    v_orphans integer;
     v_vehicles integer;
 BEGIN
     IF retention IS NULL OR retention < interval '0' OR batch IS NULL
@@ -123,10 +124,19 @@ BEGIN
                  WHERE status IN ('succeeded', 'failed', 'cancelled', 'aborted')
                  ORDER BY id LIMIT batch FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_vehicles = ROW_COUNT;
+    -- Vehicles still 'doing' whose worker is gone: its finish never reached the database (a
+    -- connection dropped in between). Their attempts, if still open, are the rescuer's.
+    DELETE FROM procrastinate_jobs
+    WHERE id IN (SELECT p.id FROM procrastinate_jobs AS p
+                 WHERE p.status = 'doing'
+                   AND NOT EXISTS (SELECT FROM procrastinate_workers AS w
+                                   WHERE w.id = p.worker_id)
+                 ORDER BY p.id LIMIT batch FOR UPDATE SKIP LOCKED);
+    GET DIAGNOSTICS v_orphans = ROW_COUNT;
 
     DELETE FROM jobqueue.rate_counter AS r
     WHERE r.window_start < now() - interval '1 day';
 
-    RETURN v_jobs + v_events + v_vehicles;
+    RETURN v_jobs + v_events + v_vehicles + v_orphans;
 END
 $$;
