@@ -26,12 +26,18 @@ def test_thousand_jobs_across_three_workers_each_complete_exactly_once(
     client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
 ) -> None:
     job_type(client, "count", "count")
+    for _ in range(3):
+        workers.start(concurrency=8)
+
+    def registered() -> int:
+        row = db.execute("SELECT count(*) FROM procrastinate.procrastinate_workers").fetchone()
+        return int(row[0]) if row else 0
+
+    wait_for(lambda: registered() == 3, what="three workers to register")
     jobs = client.submit_jobs(
         [{"job_type": "count", "params": {"n": i}, "organization": org} for i in range(1000)]
     )
     assert len({j.id for j in jobs}) == 1000
-    for _ in range(3):
-        workers.start(concurrency=8)
 
     def all_completed() -> bool:
         (left,) = db.execute(
