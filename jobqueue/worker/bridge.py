@@ -18,12 +18,11 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
 import psycopg_pool
 from procrastinate import job_context
 from psycopg.rows import dict_row
 
-from jobqueue import calls, db, models
+from jobqueue import calls, db, errors, models
 from jobqueue.context import JobContext, NonRetryableError
 from jobqueue.handlers import HandlerError, load_handler
 
@@ -55,22 +54,18 @@ async def record_outcomes(
     Every outcome a worker produces goes through here, so batching them later is a change
     to this function only.
     """
-    for delay in (*FINISH_RETRY_DELAYS, None):
+    for delay in FINISH_RETRY_DELAYS:
         try:
             results: list[models.FinishResult] = await execute(
                 pool, calls.finish_attempts(outcomes)
             )
             break
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-            if delay is None:
-                raise
+        except (errors.DatabaseUnavailable, psycopg_pool.PoolTimeout) as exc:
             logger.warning("recording outcomes failed (%s); retrying in %ss", exc, delay)
             await asyncio.sleep(delay)
-        except Exception as exc:
-            if delay is None or not isinstance(exc.__cause__, psycopg.OperationalError):
-                raise
-            logger.warning("recording outcomes failed (%s); retrying in %ss", exc, delay)
-            await asyncio.sleep(delay)
+    else:
+        # Still failing: the rescuer closes these attempts once their timeout has passed.
+        results = await execute(pool, calls.finish_attempts(outcomes))
     for result in results:
         if not result.accepted:
             logger.warning(
