@@ -10,6 +10,7 @@ procrastinate (the task has ``retry=False``).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import threading
@@ -133,6 +134,12 @@ def _run_in_thread(
     return future
 
 
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an instance with an async __call__
+    )
+
+
 def _forget(task: asyncio.Future[Any]) -> None:
     """Let an abandoned handler finish in the background without 'never retrieved' noise."""
 
@@ -183,9 +190,14 @@ async def run_attempt(
         await record_outcomes(pool, [_outcome(ids, "failed", error=str(exc))])
         return VEHICLE_FINISHED
 
+    async def call_async() -> Any:
+        # Called inside the task, so a call that fails at once (wrong params) fails the
+        # attempt like any other error.
+        return await fn(ctx, **params)
+
     running: asyncio.Future[Any]
-    if asyncio.iscoroutinefunction(fn):
-        running = asyncio.ensure_future(fn(ctx, **params))
+    if _is_async(fn):
+        running = asyncio.ensure_future(call_async())
     else:
         running = _run_in_thread(loop, fn, ctx, params)
 

@@ -141,3 +141,7 @@ def checkpointed(ctx: JobContext) -> dict[str, Any]:
 
 def wrong_result(ctx: JobContext) -> object:
     return object()
+
+
+async def async_no_params(ctx: JobContext) -> str:
+    return "never called with params"

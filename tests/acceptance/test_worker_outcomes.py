@@ -227,3 +227,17 @@ def test_procrastinate_cli_runs_jobqueue_jobs(
     assert [e.attempt for e in executions(db, job.id)] == [1, 2]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+
+
+def test_params_the_handler_does_not_take_fail_the_attempt(
+    client: Client, org: str, workers: Workers
+) -> None:
+    job_type(client, "strict_sync", "flaky", max_retries=0)
+    job_type(client, "strict_async", "async_no_params", max_retries=0)
+    sync_job = client.submit_job("strict_sync", {"bogus": 1}, organization=org)
+    async_job = client.submit_job("strict_async", {"bogus": 1}, organization=org)
+    workers.start()
+    for job in (sync_job, async_job):
+        done = finished(client, job.id)
+        assert done.status == "dead"
+        assert "unexpected keyword argument 'bogus'" in (done.last_error or "")
