@@ -56,6 +56,11 @@ class JobqueueWorker(worker.Worker):
             logger.warning("start-up maintenance failed", exc_info=True)
         await super().run()  # type: ignore[no-untyped-call]
 
+    def abort_running_jobs(self) -> None:
+        """End the grace period now: running attempts are recorded lost and retry elsewhere."""
+        for task, context in list(self._running_jobs.items()):
+            self._abort_job(task, context, job_context.AbortReason.SHUTDOWN)
+
     async def _persist_job_status(
         self,
         job: jobs.Job,

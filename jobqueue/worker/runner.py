@@ -72,6 +72,11 @@ async def run_worker_async(
             worker.stop()  # type: ignore[attr-defined]
 
     def request_stop() -> None:
+        if stop.is_set():
+            logger.warning("second stop request: abandoning running jobs now")
+            for worker in current:
+                worker.abort_running_jobs()  # type: ignore[attr-defined]
+            return
         logger.info("stop requested; running jobs get %ss to finish", shutdown_grace)
         stop.set()
 

@@ -209,3 +209,19 @@ def test_worker_restarts_after_the_database_refuses_connections(
     after = client.submit_job("echo", {"tag": "after"}, organization=org)
     assert finished(client, after.id).status == "completed"
     assert proc.poll() is None
+
+
+def test_second_sigterm_ends_the_grace_period_at_once(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "slow", "slow_first_attempt", max_retries=3)
+    job = client.submit_job("slow", {"seconds": 60}, organization=org)
+    stopping = workers.start(shutdown_grace=120)
+    wait_for(lambda: executions(db, job.id, "started"), what="the job to start")
+    stopping.send_signal(signal.SIGTERM)
+    wait_for(lambda: "stop requested" in workers.output(), what="the first stop request")
+    stopping.send_signal(signal.SIGTERM)
+    assert stopping.wait(timeout=30) == 0  # far sooner than the 120 s grace period
+    (first,) = client.job_attempts(job.id)
+    assert first.outcome == "lost"
+    assert client.get_job(job.id).status == "retrying"
