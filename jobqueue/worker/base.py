@@ -39,6 +39,12 @@ class JobqueueWorker(worker.Worker):
     """A procrastinate worker whose sync pool matches its concurrency and which rescues
     lost attempts and cleans up when it starts."""
 
+    _stop_requested = False
+
+    def stop(self) -> None:
+        self._stop_requested = True
+        super().stop()  # type: ignore[no-untyped-call]
+
     async def run(self) -> None:
         # procrastinate runs sync code on the loop's default executor, capped at cpu+4
         # threads whatever the concurrency; size it to the concurrency instead.
@@ -54,6 +60,8 @@ class JobqueueWorker(worker.Worker):
             raise
         except Exception:
             logger.warning("start-up maintenance failed", exc_info=True)
+        if self._stop_requested:
+            return  # procrastinate's run() would forget a stop that came before it
         await super().run()  # type: ignore[no-untyped-call]
 
     def abort_running_jobs(self) -> None:

@@ -21,7 +21,7 @@ from procrastinate import PsycopgConnector, exceptions
 
 from jobqueue import db
 from jobqueue.tasks.maintenance import MAINTENANCE_QUEUE, SETTINGS_KEY, MaintenanceSettings
-from jobqueue.worker.base import APPLICATION_NAME
+from jobqueue.worker.base import APPLICATION_NAME, JobqueueWorker
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -65,17 +65,17 @@ async def run_worker_async(
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     stop = stop or asyncio.Event()
     settings = MaintenanceSettings(stale_after=timedelta(seconds=stale_after), retention=retention)
-    current: list[object] = []
+    current: list[JobqueueWorker] = []
 
     def stop_current(*_: object) -> None:
         for worker in current:
-            worker.stop()  # type: ignore[attr-defined]
+            worker.stop()
 
     def request_stop() -> None:
         if stop.is_set():
             logger.warning("second stop request: abandoning running jobs now")
             for worker in current:
-                worker.abort_running_jobs()  # type: ignore[attr-defined]
+                worker.abort_running_jobs()
             return
         logger.info("stop requested; running jobs get %ss to finish", shutdown_grace)
         stop.set()
@@ -113,10 +113,11 @@ async def run_worker_async(
                             install_signal_handlers=False,
                             additional_context={SETTINGS_KEY: settings},
                         )
+                        assert isinstance(worker, JobqueueWorker)
                         current[:] = [worker]
                         if stop.is_set():
                             break
-                        await worker.run()  # type: ignore[no-untyped-call]
+                        await worker.run()
                         backoff = BACKOFF_FIRST
                 if not stop.is_set():
                     # A side task (heartbeat, listener) failed and the worker stopped itself.
