@@ -93,10 +93,15 @@ def _outcome(
         "attempt": attempt,
         "outcome": outcome,
         "result": result,
-        "error": error,
-        "traceback": tb,
+        "error": _storable(error),
+        "traceback": _storable(tb),
         "retryable": retryable,
     }
+
+
+def _storable(text: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL, and an unstorable error would leave the attempt open.
+    return None if text is None else text.replace("\x00", "\\0")
 
 
 def _describe(exc: BaseException) -> str:
@@ -123,12 +128,15 @@ def _run_in_thread(
             future.set_result(value)
 
     def target() -> None:
+        value, error = None, None
         try:
             value = handler(ctx, **params)
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
-        else:
-            loop.call_soon_threadsafe(settle, value, None)
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:
+            pass  # the worker's loop is gone: this attempt was abandoned long ago
 
     threading.Thread(target=target, name=f"job-{ctx.job_id}", daemon=True).start()
     return future
@@ -233,17 +241,26 @@ async def run_attempt(
 def _settled(ctx: JobContext, ids: tuple[int, int], running: asyncio.Future[Any]) -> dict[str, Any]:
     """The outcome of a handler that returned or raised."""
     if running.cancelled():
-        return _outcome(ids, "canceled", error="the handler was cancelled")
+        if ctx.is_canceled():
+            return _outcome(ids, "canceled", error="canceled while running")
+        return _outcome(ids, "failed", error="the handler was cancelled from within")
     exc = running.exception()
     if exc is None:
         result = running.result()
         try:
-            json.dumps(result)
+            encoded = json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as bad:
             return _outcome(
                 ids,
                 "failed",
                 error=f"the handler's result is not JSON-serialisable: {bad}",
+                retryable=False,
+            )
+        if "\\u0000" in encoded:
+            return _outcome(
+                ids,
+                "failed",
+                error="the handler's result contains a NUL character, which jsonb cannot store",
                 retryable=False,
             )
         return _outcome(ids, "completed", result=result)

@@ -145,3 +145,12 @@ def wrong_result(ctx: JobContext) -> object:
 
 async def async_no_params(ctx: JobContext) -> str:
     return "never called with params"
+
+
+def unstorable(ctx: JobContext, what: str) -> Any:
+    """Ends in ways PostgreSQL cannot store verbatim."""
+    if what == "nan":
+        return {"value": float("nan")}
+    if what == "nul_result":
+        return {"value": "a\x00b"}
+    raise RuntimeError("bad\x00byte")

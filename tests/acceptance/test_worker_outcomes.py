@@ -241,3 +241,19 @@ def test_params_the_handler_does_not_take_fail_the_attempt(
         done = finished(client, job.id)
         assert done.status == "dead"
         assert "unexpected keyword argument 'bogus'" in (done.last_error or "")
+
+
+def test_outcomes_postgresql_cannot_store_verbatim_still_end_the_attempt(
+    client: Client, org: str, workers: Workers
+) -> None:
+    job_type(client, "unstorable", "unstorable", max_retries=0)
+    jobs = {
+        what: client.submit_job("unstorable", {"what": what}, organization=org)
+        for what in ("nan", "nul_result", "nul_error")
+    }
+    workers.start()
+    errors = {what: finished(client, job.id).last_error or "" for what, job in jobs.items()}
+    assert all(client.get_job(job.id).status == "dead" for job in jobs.values())
+    assert "not JSON-serialisable" in errors["nan"]
+    assert "NUL character" in errors["nul_result"]
+    assert errors["nul_error"] == "RuntimeError: bad\\0byte"
