@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import signal
 import sys
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from jobqueue.client import Client
 from tests.acceptance.conftest import Workers, executions, job_type, wait_for
@@ -257,3 +259,29 @@ def test_outcomes_postgresql_cannot_store_verbatim_still_end_the_attempt(
     assert "not JSON-serialisable" in errors["nan"]
     assert "NUL character" in errors["nul_result"]
     assert errors["nul_error"] == "RuntimeError: bad\\0byte"
+
+
+def test_a_worker_needs_only_the_jobqueue_worker_role(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers, dsn: str
+) -> None:
+    role = f"jq_worker_{uuid.uuid4().hex[:8]}"
+    db.execute(f'CREATE ROLE "{role}" LOGIN IN ROLE jobqueue_worker')
+    try:
+        # Only the test handlers' own log table needs more than the role gives.
+        db.execute(f'GRANT INSERT ON public.test_exec TO "{role}"')
+        db.execute(f'GRANT USAGE ON SEQUENCE public.test_exec_id_seq TO "{role}"')
+        params = conninfo_to_dict(dsn)
+        params["user"] = role
+        params.pop("password", None)
+        workers.dsn = make_conninfo(**params)
+        job_type(client, "flaky", "flaky", max_retries=2)
+        job = client.submit_job("flaky", {"failures": 1}, organization=org)
+        proc = workers.start()
+        done = finished(client, job.id)
+        assert (done.status, done.result) == ("completed", {"attempt": 2})
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        workers.stop_all()
+        db.execute(f'DROP OWNED BY "{role}"')
+        db.execute(f'DROP ROLE "{role}"')
