@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg.rows import namedtuple_row
 
+from jobqueue import db as jobqueue_db
 from jobqueue.client import Client
 from jobqueue.handlers import register_job_type
 from tests.acceptance.handlers import EXEC_TABLE
@@ -118,7 +119,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 @pytest.fixture
 def db(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit owner connection with the execution log table in place."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with jobqueue_db.connect(dsn, autocommit=True) as conn:
         conn.execute(EXEC_TABLE)
         yield conn
 

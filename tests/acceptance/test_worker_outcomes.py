@@ -285,3 +285,30 @@ def test_a_worker_needs_only_the_jobqueue_worker_role(
         workers.stop_all()
         db.execute(f'DROP OWNED BY "{role}"')
         db.execute(f'DROP ROLE "{role}"')
+
+
+def test_a_vehicle_for_a_job_no_longer_runnable_is_dropped(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    job_type(client, "echo", "record", queue="nobody")
+    job = client.submit_job("echo", {}, organization=org)
+    client.cancel_job(job.id)
+    # A stray vehicle (as if it raced the cancel) on a queue the worker serves.
+    db.execute(
+        "SELECT procrastinate.procrastinate_defer_jobs_v1(ARRAY[ROW('default', 'jobqueue.run',"
+        " 0, NULL, NULL, jsonb_build_object('job_id', %s::bigint), NULL)"
+        "::procrastinate.procrastinate_job_to_defer_v1])",
+        (job.id,),
+    )
+    workers.start(queues="default")
+
+    def vehicles() -> int:
+        row = db.execute(
+            "SELECT count(*) FROM procrastinate.procrastinate_jobs WHERE task_name = 'jobqueue.run'"
+        ).fetchone()
+        return int(row[0]) if row else -1
+
+    wait_for(lambda: vehicles() == 0, what="the stray vehicle to be dropped")
+    assert client.get_job(job.id).status == "canceled"
+    assert client.job_attempts(job.id) == []
+    assert executions(db, job.id) == []
