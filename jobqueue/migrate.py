@@ -37,6 +37,7 @@ SQL_FILES = (
     "queries.sql",
     "metrics.sql",
     "maintenance.sql",
+    "bulk.sql",
     "grants.sql",
 )
 

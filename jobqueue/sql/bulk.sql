@@ -1,0 +1,158 @@
+-- bulk.sql: set-based actions on every job matching a filter, and the workers view.
+--
+-- Public:    cancel_jobs(actor, organization, status, job_type)  -- returns (canceled, cancel_requested)
+--            retry_jobs(actor, organization, status, job_type)   -- returns retried
+--            list_workers(actor)                                 -- live workers and their running jobs
+--            Filters: NULL matches everything the actor may see; organization narrows to one
+--            the actor may use (JQA02 otherwise); status must be a job status name.
+-- States:    cancel_jobs: waiting|queued|retrying -> canceled in ONE UPDATE (the lifecycle trigger
+--            validates and records each change); running jobs get cancel_requested, their vehicles
+--            abort_requested, and one cancel_requested event each, as cancel_job does.
+--            retry_jobs: dead|canceled -> queued in one UPDATE, with a fresh retry budget.
+-- Locks:     the matched job rows (row locks taken by the UPDATEs).
+-- Raises:    JQA02 organization not accessible, JQV03 bad status.
+-- Events:    through the lifecycle trigger (canceled, retried) plus cancel_requested.
+
+CREATE OR REPLACE FUNCTION jobqueue._bulk_filter(
+    p_actor text, p_organization text, p_status text
+) RETURNS TABLE (org_ids bigint[], status jobqueue.job_status)
+LANGUAGE plpgsql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_orgs bigint[];
+    v_status jobqueue.job_status;
+BEGIN
+    IF p_status IS NOT NULL THEN
+        IF p_status NOT IN (SELECT unnest(enum_range(NULL::jobqueue.job_status))::text) THEN
+            RAISE EXCEPTION 'unknown status "%"', left(p_status, 50) USING ERRCODE = 'JQV03';
+        END IF;
+        v_status := p_status::jobqueue.job_status;
+    END IF;
+    IF p_organization IS NOT NULL THEN
+        v_orgs := ARRAY[jobqueue._require_organization(p_actor, p_organization)];
+    ELSE
+        v_orgs := coalesce(jobqueue._visible_organizations(p_actor),
+                           ARRAY(SELECT id FROM jobqueue.organization));
+    END IF;
+    RETURN QUERY SELECT v_orgs, v_status;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.cancel_jobs(
+    actor text DEFAULT NULL,
+    organization text DEFAULT NULL,
+    status text DEFAULT NULL,
+    job_type text DEFAULT NULL
+) RETURNS TABLE (canceled bigint, cancel_requested bigint)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_orgs bigint[];
+    v_status jobqueue.job_status;
+    v_reason text := 'canceled by ' || coalesce(cancel_jobs.actor, 'a service');
+    v_canceled bigint;
+    v_requested bigint;
+BEGIN
+    SELECT f.org_ids, f.status INTO v_orgs, v_status
+    FROM jobqueue._bulk_filter(cancel_jobs.actor, cancel_jobs.organization, cancel_jobs.status) AS f;
+
+    UPDATE jobqueue.job AS j
+    SET status = 'canceled', finished_at = now(), next_retry_at = NULL,
+        last_error = v_reason, updated_at = now()
+    WHERE j.organization_id = ANY (v_orgs)
+      AND j.status IN ('waiting', 'queued', 'retrying')
+      AND (v_status IS NULL OR j.status = v_status)
+      AND (cancel_jobs.job_type IS NULL OR j.job_type = cancel_jobs.job_type);
+    GET DIAGNOSTICS v_canceled = ROW_COUNT;
+
+    -- Running jobs end when their worker acknowledges; the vehicle's abort flag tells it now.
+    WITH requested AS (
+        UPDATE jobqueue.job AS j
+        SET cancel_requested = true, updated_at = now()
+        WHERE j.organization_id = ANY (v_orgs)
+          AND j.status = 'running' AND NOT j.cancel_requested
+          AND (v_status IS NULL OR v_status = 'running')
+          AND (cancel_jobs.job_type IS NULL OR j.job_type = cancel_jobs.job_type)
+        RETURNING j.id, j.organization_id, j.attempt
+    ), aborted AS (
+        UPDATE procrastinate_jobs AS p SET abort_requested = true
+        FROM requested AS r
+        JOIN jobqueue.attempt AS a ON a.job_id = r.id AND a.attempt = r.attempt
+        WHERE p.id = a.procrastinate_job_id AND p.status = 'doing'
+    ), logged AS (
+        INSERT INTO jobqueue.event (organization_id, job_id, type, data)
+        SELECT r.organization_id, r.id, 'cancel_requested',
+               jsonb_build_object('status', 'running', 'attempt', r.attempt,
+                                  'by', cancel_jobs.actor)
+        FROM requested AS r
+    )
+    SELECT count(*) INTO v_requested FROM requested;
+
+    RETURN QUERY SELECT v_canceled, v_requested;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION jobqueue.retry_jobs(
+    actor text DEFAULT NULL,
+    organization text DEFAULT NULL,
+    status text DEFAULT NULL,
+    job_type text DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_orgs bigint[];
+    v_status jobqueue.job_status;
+    v_retried bigint;
+BEGIN
+    SELECT f.org_ids, f.status INTO v_orgs, v_status
+    FROM jobqueue._bulk_filter(retry_jobs.actor, retry_jobs.organization, retry_jobs.status) AS f;
+
+    UPDATE jobqueue.job AS j
+    SET status = 'queued', retry_base = j.attempt, finished_at = NULL, cancel_requested = false,
+        run_at = now(), progress = NULL, progress_message = NULL, result = NULL,
+        updated_at = now()
+    WHERE j.organization_id = ANY (v_orgs)
+      AND j.status IN ('dead', 'canceled')
+      AND (v_status IS NULL OR j.status = v_status)
+      AND (retry_jobs.job_type IS NULL OR j.job_type = retry_jobs.job_type);
+    GET DIAGNOSTICS v_retried = ROW_COUNT;
+    RETURN v_retried;
+END
+$$;
+
+-- Admins and services see every live worker; a member sees only workers running jobs of the
+-- member's organizations, and only those jobs.
+CREATE OR REPLACE FUNCTION jobqueue.list_workers(actor text DEFAULT NULL)
+RETURNS TABLE (worker_id bigint, last_heartbeat timestamptz, running jsonb)
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_visible bigint[] := jobqueue._visible_organizations(list_workers.actor);
+BEGIN
+    RETURN QUERY
+        SELECT w.id, w.last_heartbeat, coalesce(r.jobs, '[]'::jsonb)
+        FROM procrastinate_workers AS w
+        LEFT JOIN LATERAL (
+            SELECT jsonb_agg(jsonb_build_object(
+                       'job_id', a.job_id, 'attempt', a.attempt, 'job_type', a.job_type,
+                       'organization', o.name, 'started_at', a.started_at,
+                       'progress', j.progress) ORDER BY a.started_at) AS jobs
+            FROM jobqueue.attempt AS a
+            JOIN jobqueue.job AS j ON j.id = a.job_id
+            JOIN jobqueue.organization AS o ON o.id = a.organization_id
+            WHERE a.worker_id = w.id AND a.outcome IS NULL
+              AND (v_visible IS NULL OR a.organization_id = ANY (v_visible))
+        ) AS r ON true
+        WHERE v_visible IS NULL OR r.jobs IS NOT NULL
+        ORDER BY w.id;
+END
+$$;
