@@ -1,0 +1,139 @@
+"""The argument parser of the ``jobqueue`` command: verbs, options and their help."""
+
+from __future__ import annotations
+
+import argparse
+from types import ModuleType
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dsn", help="database URL (default: $JOBQUEUE_DSN or $DATABASE_URL)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument(
+        "--as",
+        dest="actor",
+        metavar="USER",
+        help="act as this user (checked against the user's organizations)",
+    )
+
+
+def build(cli: ModuleType) -> argparse.ArgumentParser:
+    """The full parser; each verb's ``run`` is the matching ``cmd_*`` of ``cli``."""
+    parser = argparse.ArgumentParser(
+        prog="jobqueue",
+        description="A Postgres-native background job engine.",
+        epilog="Exit codes: 0 ok, 1 refused by the engine, 2 usage, 3 database unavailable, "
+        "4 a followed job ended without completing.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(
+        parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
+    ) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help_, description=help_)
+        _common(sub)
+        return sub
+
+    up = verb(verbs, "up", "run a database, a worker and the dashboard together")
+    from jobqueue.up import add_arguments
+
+    add_arguments(up)
+    up.set_defaults(run=cli.cmd_up)
+
+    verb(verbs, "migrate", "create or update the database schema").set_defaults(run=cli.cmd_migrate)
+
+    worker = verb(verbs, "worker", "run a worker until SIGTERM/SIGINT")
+    worker.add_argument("--queues", default="", help="comma-separated queues (default: all)")
+    worker.add_argument("--concurrency", type=int, default=10, help="jobs at once (10)")
+    worker.set_defaults(run=cli.cmd_worker)
+
+    web = verb(verbs, "web", "serve the JSON API and the dashboard")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.set_defaults(run=cli.cmd_web)
+
+    submit = verb(verbs, "submit", "submit a job")
+    submit.add_argument("job_type", metavar="TYPE")
+    submit.add_argument("params", nargs="?", type=cli._json_arg, default={}, help="JSON object")
+    submit.add_argument("--org", required=True, help="organization")
+    submit.add_argument("--priority", type=int)
+    submit.add_argument("--run-at", help="ISO 8601 time to run at")
+    submit.add_argument("--depends-on", type=int, nargs="*", metavar="ID")
+    submit.add_argument("--no-dedup", action="store_true", help="always create a new job")
+    submit.set_defaults(run=cli.cmd_submit)
+
+    show = verb(verbs, "show", "show a job")
+    show.add_argument("job_id", type=int, metavar="ID")
+    show.add_argument("--follow", action="store_true", help="print progress until the job ends")
+    show.add_argument("--interval", type=float, default=0.5, help="seconds between polls (0.5)")
+    show.set_defaults(run=cli.cmd_show)
+
+    jobs = verb(verbs, "jobs", "list jobs, newest first")
+    jobs.add_argument("--org")
+    jobs.add_argument("--status")
+    jobs.add_argument("--type")
+    jobs.add_argument("--before-id", type=int, help="the last id of the previous page")
+    jobs.add_argument("--limit", type=int, default=50, help="page size, 1..500 (50)")
+    jobs.set_defaults(run=cli.cmd_jobs)
+
+    for name, help_, handler in (
+        ("cancel", "cancel a job (a running one gets a cancel request)", cli.cmd_cancel),
+        ("retry", "queue a dead or canceled job again", cli.cmd_retry),
+        ("attempts", "list a job's attempts", cli.cmd_attempts),
+    ):
+        sub = verb(verbs, name, help_)
+        sub.add_argument("job_id", type=int, metavar="ID")
+        sub.set_defaults(run=handler)
+
+    metrics = verb(verbs, "metrics", "counts, queue depth, timings and failure rates")
+    metrics.add_argument("--org")
+    metrics.add_argument("--hours", type=float, default=24.0, help="window in hours (24)")
+    metrics.set_defaults(run=cli.cmd_metrics)
+
+    types = verbs.add_parser("types", help="job types", description="job types")
+    type_verbs = types.add_subparsers(dest="types_verb", required=True, metavar="VERB")
+    verb(type_verbs, "list", "list job types").set_defaults(run=cli.cmd_types_list)
+    register = verb(type_verbs, "register", "create or update a job type")
+    register.add_argument("name")
+    register.add_argument("handler", help="package.module:function")
+    register.add_argument("--queue", default="default")
+    register.add_argument("--priority", type=int, default=0)
+    register.add_argument("--max-retries", type=int)
+    register.add_argument("--timeout", type=cli._seconds, help="seconds")
+    register.add_argument("--backoff-base", type=cli._seconds, help="seconds")
+    register.add_argument("--backoff-max", type=cli._seconds, help="seconds")
+    register.add_argument("--dedup-window", type=cli._seconds, help="seconds")
+    register.add_argument("--rate-limit", type=int, help="jobs per --rate-period")
+    register.add_argument("--rate-period", type=cli._seconds, help="seconds")
+    register.set_defaults(run=cli.cmd_types_register)
+
+    org = verbs.add_parser("org", help="organizations", description="organizations")
+    org_verbs = org.add_subparsers(dest="org_verb", required=True, metavar="VERB")
+    org_create = verb(org_verbs, "create", "create an organization")
+    org_create.add_argument("name")
+    org_create.set_defaults(run=cli.cmd_org_create)
+
+    user = verbs.add_parser("user", help="users", description="users")
+    user_verbs = user.add_subparsers(dest="user_verb", required=True, metavar="VERB")
+    user_add = verb(user_verbs, "add", "create a user and add memberships")
+    user_add.add_argument("name")
+    user_add.add_argument("--org", action="append", default=[], help="organization (repeatable)")
+    user_add.add_argument("--role", default="member", choices=("member", "admin"))
+    user_add.add_argument("--admin", action="store_true", help="a global admin")
+    user_add.set_defaults(run=cli.cmd_user_add)
+
+    token = verbs.add_parser("token", help="API tokens", description="API tokens")
+    token_verbs = token.add_subparsers(dest="token_verb", required=True, metavar="VERB")
+    token_create = verb(token_verbs, "create", "create a token; prints its secret once")
+    token_create.add_argument("user")
+    token_create.add_argument("--name", default="default")
+    token_create.set_defaults(run=cli.cmd_token_create)
+    token_revoke = verb(token_verbs, "revoke", "revoke a token")
+    token_revoke.add_argument("token_id", type=int, metavar="ID")
+    token_revoke.set_defaults(run=cli.cmd_token_revoke)
+
+    cleanup = verb(verbs, "cleanup", "delete finished jobs past retention, in batches")
+    cleanup.add_argument("--retention-days", type=float, default=7.0)
+    cleanup.add_argument("--batch", type=int, default=1000)
+    cleanup.set_defaults(run=cli.cmd_cleanup)
+    return parser
