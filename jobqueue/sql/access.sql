@@ -162,11 +162,13 @@ LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = jobqueue, pg_catalog
 AS $$
 #variable_conflict use_column
+DECLARE
+    v_id bigint;
 BEGIN
     PERFORM jobqueue._require_admin(actor, 'create a user');
-    RETURN QUERY
-        SELECT u.id, u.name, u.is_admin FROM jobqueue.app_user AS u
-        WHERE u.id = jobqueue._ensure_user(create_user.user_id, create_user.admin);
+    -- A separate statement: a query does not see rows its own function call inserts.
+    v_id := jobqueue._ensure_user(create_user.user_id, create_user.admin);
+    RETURN QUERY SELECT u.id, u.name, u.is_admin FROM jobqueue.app_user AS u WHERE u.id = v_id;
 END
 $$;
 
