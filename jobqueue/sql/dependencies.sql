@@ -6,15 +6,26 @@
 --            _cancel_dependents(ids)   -- waiting -> canceled when a dependency ended dead or
 --                                         canceled; cascades through the lifecycle trigger
 -- States:    reads completed/dead/canceled; writes waiting -> queued | canceled.
--- Locks:     the dependents' row locks (FOR UPDATE), in id order so concurrent releases agree.
+-- Locks:     the dependents' row locks (FOR UPDATE), in id order so concurrent releases agree;
+--            a release decides in a statement after the lock (see _release_dependents).
 -- Raises:    nothing of its own.
 -- Events:    'released' and 'canceled', written by the lifecycle trigger.
 
 CREATE OR REPLACE FUNCTION jobqueue._release_dependents(p_job_ids bigint[]) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = jobqueue, pg_catalog
 AS $$
-    WITH candidates AS (
+#variable_conflict use_column
+DECLARE
+    v_candidates bigint[];
+BEGIN
+    -- Lock first, decide in the next statement. Two transactions completing a job's last two
+    -- dependencies at once both lock the dependent; the second one waits for the first to
+    -- commit, and only a statement that starts after that wait has a snapshot in which the
+    -- other dependency is completed. Deciding in the locking statement itself would judge by
+    -- the snapshot taken before the wait, and the dependent would never be released.
+    SELECT array_agg(c.id) INTO v_candidates
+    FROM (
         SELECT j.id
         FROM jobqueue.job AS j
         WHERE j.id IN (SELECT d.job_id FROM jobqueue.job_dependency AS d
@@ -22,16 +33,20 @@ AS $$
           AND j.status = 'waiting'
         ORDER BY j.id
         FOR UPDATE
-    )
+    ) AS c;
+    IF v_candidates IS NULL THEN
+        RETURN;
+    END IF;
     UPDATE jobqueue.job AS j
     SET status = 'queued', updated_at = now()
-    FROM candidates AS c
-    WHERE j.id = c.id
+    WHERE j.id = ANY (v_candidates)
+      AND j.status = 'waiting'
       AND NOT EXISTS (
           SELECT FROM jobqueue.job_dependency AS d
           JOIN jobqueue.job AS dep ON dep.id = d.depends_on_id
           WHERE d.job_id = j.id AND dep.status <> 'completed'
-      )
+      );
+END
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._cancel_dependents(p_job_ids bigint[]) RETURNS void
