@@ -1,7 +1,216 @@
-"""Dashboard routes mounted by the web app: HTML pages and bulk-action JSON routes."""
+"""The dashboard: server-rendered pages over the engine, and the bulk-action JSON routes.
+
+Every page is rendered for the signed-in user (the session cookie set by ``POST /api/session``)
+and every number on it comes from a SQL function called as that user, so a page shows only
+what the user may see. The pages' JavaScript (``/static/dashboard.js``) keeps them live from
+the JSON API and the ``/api/events`` feed. Bulk cancel and retry are single set-based SQL
+calls (``jobqueue.cancel_jobs`` / ``retry_jobs`` in bulk.sql), never a loop over ids.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from typing import Any
 
-routes: list[BaseRoute] = []
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from jobqueue import calls, errors
+from jobqueue.auth import identify
+from jobqueue.client import AsyncClient
+from jobqueue.states import JobStatus
+
+PAGE_SIZE = 50
+
+templates = Environment(
+    loader=PackageLoader("jobqueue", "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def cancel_jobs_call(
+    *,
+    actor: str | None,
+    organization: str | None = None,
+    status: str | None = None,
+    job_type: str | None = None,
+) -> calls.Call[dict[str, Any]]:
+    """Cancel every job matching the filter, in one statement."""
+    return calls.Call(
+        "SELECT * FROM jobqueue.cancel_jobs(actor => %(actor)s, organization => %(organization)s,"
+        " status => %(status)s, job_type => %(job_type)s)",
+        locals(),
+        lambda rows: rows[0],
+    )
+
+
+def retry_jobs_call(
+    *,
+    actor: str | None,
+    organization: str | None = None,
+    status: str | None = None,
+    job_type: str | None = None,
+) -> calls.Call[int]:
+    """Queue again every dead or canceled job matching the filter, in one statement."""
+    return calls.Call(
+        "SELECT jobqueue.retry_jobs(actor => %(actor)s, organization => %(organization)s,"
+        " status => %(status)s, job_type => %(job_type)s) AS retried",
+        locals(),
+        lambda rows: int(rows[0]["retried"]),
+    )
+
+
+def list_workers_call(*, actor: str | None) -> calls.Call[list[dict[str, Any]]]:
+    """Live workers, their heartbeats and the running jobs the actor may see."""
+    return calls.Call(
+        "SELECT * FROM jobqueue.list_workers(actor => %(actor)s)",
+        locals(),
+        lambda rows: [
+            {
+                "worker_id": r["worker_id"],
+                "last_heartbeat": r["last_heartbeat"].isoformat(),
+                "running": r["running"],
+            }
+            for r in rows
+        ],
+    )
+
+
+def _client(request: Request) -> AsyncClient:
+    return request.state.client  # type: ignore[no-any-return]
+
+
+def _filters(source: Any) -> dict[str, str | None]:
+    return {
+        "organization": source.get("organization") or None,
+        "status": source.get("status") or None,
+        "job_type": source.get("job_type") or None,
+    }
+
+
+async def _page(
+    request: Request, template: str, status_code: int = 200, **context: Any
+) -> Response:
+    try:
+        identity = await identify(request)
+    except errors.Unauthenticated:
+        return RedirectResponse("/login", status_code=303)
+    page = templates.get_template(template)
+    html = page.render(user=identity, path=request.url.path, **context)
+    return HTMLResponse(html, status_code=status_code)
+
+
+async def login(request: Request) -> Response:
+    return HTMLResponse(templates.get_template("login.html").render(user=None, path="/login"))
+
+
+async def overview(request: Request) -> Response:
+    return await _page(request, "overview.html")
+
+
+async def jobs_page(request: Request) -> Response:
+    try:
+        identity = await identify(request)
+    except errors.Unauthenticated:
+        return RedirectResponse("/login", status_code=303)
+    client = _client(request)
+    filters = _filters(request.query_params)
+    before = request.query_params.get("before_id")
+    before_id = int(before) if before and before.isdigit() else None
+    jobs = await client.list_jobs(
+        actor=identity.user_name, before_id=before_id, page_size=PAGE_SIZE, **filters
+    )
+    organizations = await client.list_organizations(actor=identity.user_name)
+    job_types = await client.list_job_types(actor=identity.user_name)
+    next_before = jobs[-1].id if len(jobs) == PAGE_SIZE else None
+    return await _page(
+        request,
+        "jobs.html",
+        jobs=jobs,
+        filters=filters,
+        statuses=[s.value for s in JobStatus],
+        organizations=[o.organization for o in organizations],
+        job_types=[t.name for t in job_types],
+        next_before=next_before,
+    )
+
+
+async def job_page(request: Request) -> Response:
+    try:
+        identity = await identify(request)
+    except errors.Unauthenticated:
+        return RedirectResponse("/login", status_code=303)
+    job_id = int(request.path_params["job_id"])
+    client = _client(request)
+    try:
+        job = await client.get_job(job_id, actor=identity.user_name)
+    except errors.JobNotFound:
+        return await _page(request, "not_found.html", 404, what=f"job {job_id}")
+    attempts = await client.job_attempts(job_id, actor=identity.user_name)
+    return await _page(request, "job.html", job=job, attempts=attempts)
+
+
+async def job_type_page(request: Request) -> Response:
+    try:
+        identity = await identify(request)
+    except errors.Unauthenticated:
+        return RedirectResponse("/login", status_code=303)
+    name = request.path_params["name"]
+    types = await _client(request).list_job_types(actor=identity.user_name)
+    job_type = next((t for t in types if t.name == name), None)
+    if job_type is None:
+        return await _page(request, "not_found.html", 404, what=f"job type {name}")
+    return await _page(request, "job_type.html", job_type=job_type)
+
+
+async def workers_page(request: Request) -> Response:
+    return await _page(request, "workers.html")
+
+
+async def _bulk_body(request: Request) -> dict[str, str | None]:
+    from jobqueue.api import read_json
+
+    body = await read_json(request)
+    for key in ("organization", "status", "job_type"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise errors.InvalidArgument(f"'{key}' must be a string")
+    return _filters(body)
+
+
+async def bulk_cancel(request: Request) -> Response:
+    """POST /api/jobs/bulk-cancel {organization?, status?, job_type?}."""
+    identity = await identify(request)
+    filters = await _bulk_body(request)
+    result = await _client(request).run(cancel_jobs_call(actor=identity.user_name, **filters))
+    return JSONResponse(
+        {"canceled": result["canceled"], "cancel_requested": result["cancel_requested"]}
+    )
+
+
+async def bulk_retry(request: Request) -> Response:
+    """POST /api/jobs/bulk-retry {organization?, status?, job_type?}."""
+    identity = await identify(request)
+    filters = await _bulk_body(request)
+    retried = await _client(request).run(retry_jobs_call(actor=identity.user_name, **filters))
+    return JSONResponse({"retried": retried})
+
+
+async def workers(request: Request) -> Response:
+    """GET /api/workers: live workers with heartbeats and running jobs."""
+    identity = await identify(request)
+    rows = await _client(request).run(list_workers_call(actor=identity.user_name))
+    return JSONResponse({"workers": rows})
+
+
+routes: list[BaseRoute] = [
+    Route("/", overview),
+    Route("/login", login),
+    Route("/jobs", jobs_page),
+    Route("/jobs/{job_id:int}", job_page),
+    Route("/types/{name:str}", job_type_page),
+    Route("/workers", workers_page),
+    Route("/api/jobs/bulk-cancel", bulk_cancel, methods=["POST"]),
+    Route("/api/jobs/bulk-retry", bulk_retry, methods=["POST"]),
+    Route("/api/workers", workers),
+]

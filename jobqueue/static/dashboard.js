@@ -1,0 +1,300 @@
+// The dashboard's live parts: plain JavaScript over the JSON API and the /api/events feed.
+"use strict";
+
+const EVENT_TYPES = ["submitted", "created", "released", "started", "progress", "completed",
+  "retry_scheduled", "dead", "canceled", "retried", "cancel_requested", "timed_out", "lost"];
+
+async function api(method, path, body) {
+  const response = await fetch(path, {
+    method,
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-Requested-With": "fetch" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = response.status === 204 ? null : await response.json();
+  if (!response.ok) {
+    const message = (data && (data.detail || data.title)) || response.statusText;
+    throw new Error(typeof message === "string" ? message : JSON.stringify(message));
+  }
+  return data;
+}
+
+function onEvents(handler) {
+  const source = new EventSource("/api/events");
+  const dispatch = (message) => {
+    try { handler(JSON.parse(message.data)); } catch (e) { /* keep-alive or malformed */ }
+  };
+  source.onmessage = dispatch;
+  EVENT_TYPES.forEach((t) => source.addEventListener(t, dispatch));
+  return source;
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
+  children.forEach((c) => node.append(c));
+  return node;
+}
+
+// --- charts: hand-drawn SVG ---------------------------------------------------------------
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+  return node;
+}
+
+function barChart(container, points, series) {
+  // points: [{label, a: n, b: n}], series: [{key, color}] stacked bars.
+  const width = 600, height = 160, pad = 24;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
+  const max = Math.max(1, ...points.map((p) => series.reduce((s, x) => s + (p[x.key] || 0), 0)));
+  const step = (width - pad * 2) / Math.max(1, points.length);
+  points.forEach((p, i) => {
+    let y = height - pad;
+    series.forEach((s) => {
+      const h = ((p[s.key] || 0) / max) * (height - pad * 2);
+      y -= h;
+      root.append(svg("rect", { x: pad + i * step + 1, y, width: Math.max(1, step - 2),
+        height: h, fill: s.color }));
+    });
+  });
+  const axis = svg("text", { x: 2, y: 12, "font-size": 11, fill: "#6b7280" });
+  axis.textContent = String(max);
+  root.append(axis, svg("line", { x1: pad, y1: height - pad, x2: width - pad,
+    y2: height - pad, stroke: "#e5e7eb" }));
+  if (points.length) {
+    const first = svg("text", { x: pad, y: height - 6, "font-size": 11, fill: "#6b7280" });
+    first.textContent = points[0].label;
+    const last = svg("text", { x: width - pad, y: height - 6, "font-size": 11,
+      fill: "#6b7280", "text-anchor": "end" });
+    last.textContent = points[points.length - 1].label;
+    root.append(first, last);
+  } else {
+    const none = svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle",
+      fill: "#6b7280" });
+    none.textContent = "no data yet";
+    root.append(none);
+  }
+  container.replaceChildren(root);
+}
+
+function lineChart(container, points) {
+  const width = 600, height = 160, pad = 24;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
+  const step = (width - pad * 2) / Math.max(1, points.length - 1);
+  const coords = points.map((p, i) =>
+    `${pad + i * step},${height - pad - p.value * (height - pad * 2)}`);
+  if (coords.length) {
+    root.append(svg("polyline", { points: coords.join(" "), fill: "none",
+      stroke: "#dc2626", "stroke-width": 2 }));
+  }
+  const top = svg("text", { x: 2, y: 12, "font-size": 11, fill: "#6b7280" });
+  top.textContent = "100%";
+  root.append(top, svg("line", { x1: pad, y1: height - pad, x2: width - pad,
+    y2: height - pad, stroke: "#e5e7eb" }));
+  container.replaceChildren(root);
+}
+
+function time(iso) { return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+
+// --- pages ----------------------------------------------------------------------------------
+
+async function loadOverview() {
+  const since = new Date(Date.now() - 3600 * 1000).toISOString();
+  const m = await api("GET", `/api/metrics?since=${encodeURIComponent(since)}`);
+  const counts = document.getElementById("counts");
+  counts.replaceChildren(...Object.entries(m.counts_by_status || {}).map(([status, n]) =>
+    el("a", { class: "count", href: `/jobs?status=${status}`, "data-status": status },
+      el("b", {}, String(n)), status)));
+  const throughput = (m.throughput || []).map((t) => ({ label: time(t.at),
+    completed: t.completed, failed: t.failed }));
+  barChart(document.getElementById("throughput-chart"), throughput,
+    [{ key: "completed", color: "#16a34a" }, { key: "failed", color: "#dc2626" }]);
+  lineChart(document.getElementById("failure-chart"), throughput.map((t) => ({
+    value: t.completed + t.failed ? t.failed / (t.completed + t.failed) : 0 })));
+  barChart(document.getElementById("depth-chart"), (m.queue_depth_by_priority || []).map((q) =>
+    ({ label: `p${q.priority}`, depth: q.depth })), [{ key: "depth", color: "#2563eb" }]);
+  const body = document.querySelector("#types-table tbody");
+  body.replaceChildren(...(m.failure_rate_by_type || []).map((t) => el("tr", {},
+    el("td", {}, el("a", { href: `/types/${encodeURIComponent(t.job_type)}` }, t.job_type)),
+    el("td", {}, String(t.attempts)), el("td", {}, String(t.failed)),
+    el("td", {}, `${(t.rate * 100).toFixed(1)}%`))));
+}
+
+function throttled(fn, ms) {
+  let pending = false;
+  return () => {
+    if (pending) return;
+    pending = true;
+    setTimeout(() => { pending = false; fn().catch(() => {}); }, ms);
+  };
+}
+
+function initOverview() {
+  loadOverview().catch(() => {});
+  const refresh = throttled(loadOverview, 1000);
+  onEvents(refresh);
+  setInterval(refresh, 10000);
+}
+
+function currentFilter() {
+  const form = document.getElementById("filters");
+  const data = new FormData(form);
+  const filter = {};
+  for (const key of ["status", "job_type", "organization"]) {
+    const value = data.get(key);
+    if (value) filter[key] = value;
+  }
+  return filter;
+}
+
+function initJobs() {
+  const filter = currentFilter();
+  const onFirstPage = !new URLSearchParams(location.search).get("before_id");
+  const tbody = document.querySelector("#jobs-table tbody");
+  const refreshRow = async (jobId) => {
+    const row = tbody.querySelector(`tr[data-job-id="${jobId}"]`);
+    let job;
+    try { job = await api("GET", `/api/jobs/${jobId}`); } catch (e) { return; }
+    const matches = Object.entries(filter).every(([k, v]) =>
+      (k === "status" ? job.status : k === "job_type" ? job.job_type : job.organization) === v);
+    if (!row) {
+      if (!onFirstPage || !matches) return;
+      tbody.querySelector("tr.empty")?.remove();
+      const fresh = el("tr", { "data-job-id": String(job.id) },
+        el("td", {}, el("a", { href: `/jobs/${job.id}` }, String(job.id))),
+        el("td", {}, el("a", { href: `/types/${encodeURIComponent(job.job_type)}` }, job.job_type)),
+        el("td", {}, job.organization),
+        el("td", { class: "status" }, el("span", { class: `badge ${job.status}` }, job.status)),
+        el("td", {}, String(job.priority)), el("td", { class: "attempt" }, String(job.attempt)),
+        el("td", { class: "progress" }, job.progress == null ? "" : `${job.progress}%`),
+        el("td", {}, new Date(job.created_at).toLocaleString()));
+      tbody.prepend(fresh);
+      while (tbody.children.length > 50) tbody.lastElementChild.remove();
+      return;
+    }
+    row.querySelector(".status").replaceChildren(el("span", { class: `badge ${job.status}` }, job.status));
+    row.querySelector(".attempt").textContent = String(job.attempt);
+    row.querySelector(".progress").textContent = job.progress == null ? "" : `${job.progress}%`;
+  };
+  onEvents((event) => { if (event.job) refreshRow(event.job); });
+  const result = document.getElementById("bulk-result");
+  const bulk = async (action) => {
+    const description = Object.keys(filter).length ? JSON.stringify(filter) : "every job you can see";
+    if (!confirm(`${action} all jobs matching ${description}?`)) return;
+    try {
+      const answer = await api("POST", `/api/jobs/bulk-${action}`, filter);
+      result.textContent = JSON.stringify(answer);
+    } catch (e) { result.textContent = e.message; }
+    result.hidden = false;
+  };
+  document.getElementById("bulk-cancel").onclick = () => bulk("cancel");
+  document.getElementById("bulk-retry").onclick = () => bulk("retry");
+}
+
+function renderJob(job) {
+  const badge = document.getElementById("job-status");
+  badge.textContent = job.status;
+  badge.className = `badge ${job.status}`;
+  const percent = job.status === "completed" ? 100 : (job.progress || 0);
+  const bar = document.getElementById("progress");
+  bar.setAttribute("aria-valuenow", String(percent));
+  bar.querySelector(".fill").style.width = `${percent}%`;
+  document.getElementById("progress-label").textContent =
+    `${percent}%${job.progress_message ? " · " + job.progress_message : ""}`;
+  document.getElementById("job-attempt").textContent = `${job.attempt} (max retries ${job.max_retries})`;
+  document.getElementById("job-result").textContent = JSON.stringify(job.result, null, 2);
+  document.getElementById("job-error").textContent = job.last_error || "";
+  document.getElementById("cancel-job").disabled = ["completed", "dead", "canceled"].includes(job.status);
+  document.getElementById("retry-job").disabled = !["dead", "canceled"].includes(job.status);
+}
+
+function renderAttempts(attempts) {
+  document.getElementById("attempts").replaceChildren(...attempts.map((a) => {
+    const item = el("li", { class: a.outcome || "running" }, el("strong", {}, `#${a.attempt}`),
+      ` ${a.outcome || "running"} · started ${a.started_at}`
+      + (a.duration_ms != null ? ` · ${Math.round(a.duration_ms)} ms` : "")
+      + (a.worker_id ? ` · worker ${a.worker_id}` : ""));
+    if (a.error) item.append(el("pre", {}, a.error));
+    return item;
+  }));
+}
+
+function initJob(root) {
+  const jobId = root.dataset.jobId;
+  const load = async () => {
+    renderJob(await api("GET", `/api/jobs/${jobId}`));
+    renderAttempts((await api("GET", `/api/jobs/${jobId}/attempts`)).attempts);
+  };
+  const refresh = throttled(load, 200);
+  onEvents((event) => { if (String(event.job) === jobId) refresh(); });
+  // Events drive the page; a slow poll covers a feed that reconnects.
+  setInterval(refresh, 2000);
+  load().catch(() => {});
+  const result = document.getElementById("action-result");
+  const act = (action) => async () => {
+    try {
+      renderJob(await api("POST", `/api/jobs/${jobId}/${action}`));
+      result.textContent = "";
+    } catch (e) { result.textContent = e.message; }
+  };
+  document.getElementById("cancel-job").onclick = act("cancel");
+  document.getElementById("retry-job").onclick = act("retry");
+}
+
+async function initJobType(root) {
+  const name = root.dataset.jobType;
+  const m = await api("GET", "/api/metrics");
+  const row = (m.failure_rate_by_type || []).find((t) => t.job_type === name);
+  const body = document.querySelector("#type-metrics tbody");
+  body.replaceChildren(row
+    ? el("tr", {}, el("td", {}, String(row.attempts)), el("td", {}, String(row.failed)),
+      el("td", {}, `${(row.rate * 100).toFixed(1)}%`))
+    : el("tr", {}, el("td", { colspan: "3" }, "No attempts in the last 24 hours.")));
+}
+
+async function loadWorkers() {
+  const { workers } = await api("GET", "/api/workers");
+  const body = document.querySelector("#workers-table tbody");
+  body.replaceChildren(...workers.map((w) => el("tr", {},
+    el("td", {}, String(w.worker_id)),
+    el("td", {}, `${Math.max(0, Math.round((Date.now() - new Date(w.last_heartbeat)) / 1000))} s ago`),
+    el("td", {}, ...w.running.map((j) => el("a", { href: `/jobs/${j.job_id}`, class: "badge running" },
+      `${j.job_id} ${j.job_type}${j.progress != null ? " " + j.progress + "%" : ""}`))))));
+  if (!workers.length) body.append(el("tr", {}, el("td", { colspan: "3" }, "No live workers.")));
+}
+
+function initLogin() {
+  const form = document.getElementById("login-form");
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const error = document.getElementById("login-error");
+    try {
+      await api("POST", "/api/session", { token: document.getElementById("token").value });
+      location.href = "/";
+    } catch (e) {
+      error.textContent = e.message;
+      error.hidden = false;
+    }
+  };
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const signOut = document.getElementById("sign-out");
+  if (signOut) signOut.onclick = async () => { await api("DELETE", "/api/session"); location.href = "/login"; };
+  if (document.getElementById("login-form")) return initLogin();
+  const page = document.querySelector("[data-page]");
+  if (!page) return;
+  switch (page.dataset.page) {
+    case "overview": return initOverview();
+    case "jobs": return initJobs();
+    case "job": return initJob(page);
+    case "job-type": return initJobType(page).catch(() => {});
+    case "workers":
+      loadWorkers().catch(() => {});
+      return setInterval(() => loadWorkers().catch(() => {}), 2000);
+  }
+});
