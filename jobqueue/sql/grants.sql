@@ -12,18 +12,21 @@ REVOKE ALL ON ALL TABLES IN SCHEMA jobqueue FROM PUBLIC;
 DO $$
 DECLARE
     v_fn regprocedure;
+    v_name name;
     v_worker_side constant text[] := ARRAY[
         'finish_attempts', 'complete_attempt', 'fail_attempt', 'report_progress',
         'save_checkpoint', 'job_checkpoint', 'rescue_attempts', 'cleanup_batch'];
 BEGIN
-    FOR v_fn IN
-        SELECT p.oid::regprocedure FROM pg_proc AS p
+    -- Match on proname: regprocedure's text drops the schema when it is on the search_path.
+    FOR v_fn, v_name IN
+        SELECT p.oid::regprocedure, p.proname FROM pg_proc AS p
         JOIN pg_namespace AS n ON n.oid = p.pronamespace
         WHERE n.nspname = 'jobqueue' AND p.proname !~ '^_' AND p.prokind = 'f'
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO jobqueue_worker', v_fn);
-        IF NOT (split_part(v_fn::text, '(', 1) = ANY (
-                SELECT 'jobqueue.' || unnest(v_worker_side))) THEN
+        IF v_name = ANY (v_worker_side) THEN
+            EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM jobqueue_client', v_fn);
+        ELSE
             EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO jobqueue_client', v_fn);
         END IF;
     END LOOP;
