@@ -38,6 +38,7 @@ SQL_FILES = (
     "metrics.sql",
     "maintenance.sql",
     "bulk.sql",
+    "web.sql",
     "grants.sql",
 )
 

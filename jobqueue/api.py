@@ -1,0 +1,294 @@
+"""JSON handlers of the HTTP API.
+
+Each handler parses its input, makes one call of the engine's SQL API as the authenticated
+user, and renders the answer. Access checks and every rule are the SQL's: a job of another
+organization comes back from the database as JobNotFound, exactly like a missing one. Input
+parsing only refuses what the SQL could not even receive (wrong JSON types, unparseable
+timestamps, oversized bodies), so the database never sees a malformed value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from jobqueue import errors
+from jobqueue.auth import identify
+from jobqueue.client import AsyncClient
+from jobqueue.settings import Settings
+
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+JOB_FIELDS = frozenset(
+    {"job_type", "params", "organization", "priority", "run_at", "depends_on", "dedup"}
+)
+
+
+def _client(request: Request) -> AsyncClient:
+    return request.state.client  # type: ignore[no-any-return]
+
+
+def _settings(request: Request) -> Settings:
+    return request.state.settings  # type: ignore[no-any-return]
+
+
+async def _actor(request: Request) -> str:
+    return (await identify(request)).user_name
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, refusing bodies over the configured cap unread."""
+    cap = _settings(request).max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise errors.PayloadTooLarge(f"the request body is over {cap} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > cap:
+            raise errors.PayloadTooLarge(f"the request body is over {cap} bytes")
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.InvalidArgument(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise errors.InvalidArgument("the request body must be a JSON object")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _opt_int(
+    body: dict[str, Any], key: str, low: int = -INT_MAX, high: int = INT_MAX
+) -> int | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not _is_int(value) or not low <= value <= high:
+        raise errors.InvalidArgument(f"'{key}' must be an integer between {low} and {high}")
+    return int(value)
+
+
+def _req_str(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise errors.InvalidArgument(f"'{key}' must be a non-empty string")
+    return value
+
+
+def _opt_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise errors.InvalidArgument(f"'{key}' must be a string")
+    return value
+
+
+def _opt_bool(body: dict[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise errors.InvalidArgument(f"'{key}' must be true or false")
+    return value
+
+
+def parse_datetime(value: Any, key: str) -> datetime | None:
+    """An ISO 8601 timestamp; one without a zone is taken as UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise errors.InvalidArgument(f"'{key}' must be an ISO 8601 timestamp")
+    if not datetime(1, 1, 2).date() <= parsed.date() <= datetime(9999, 12, 30).date():
+        raise errors.InvalidArgument(f"'{key}' is out of range")
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _seconds(body: dict[str, Any], key: str) -> timedelta | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10**9:
+        raise errors.InvalidArgument(f"'{key}' must be a number of seconds between 0 and 1e9")
+    return timedelta(seconds=value)
+
+
+def parse_job(item: Any, settings: Settings) -> dict[str, Any]:
+    """One job submission, checked for JSON types and the params size cap."""
+    if not isinstance(item, dict):
+        raise errors.InvalidArgument("a job must be a JSON object")
+    unknown = set(item) - JOB_FIELDS
+    if unknown:
+        raise errors.InvalidArgument(f"unknown field(s): {', '.join(sorted(unknown))}")
+    params = item.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise errors.InvalidParams("'params' must be a JSON object")
+    if len(json.dumps(params)) > settings.max_params_bytes:
+        raise errors.PayloadTooLarge(f"'params' is over {settings.max_params_bytes} bytes")
+    depends_on = item.get("depends_on")
+    if depends_on is not None and (
+        not isinstance(depends_on, list)
+        or not all(_is_int(d) and 1 <= d <= BIGINT_MAX for d in depends_on)
+    ):
+        raise errors.InvalidArgument("'depends_on' must be a list of job ids")
+    return {
+        "job_type": _req_str(item, "job_type"),
+        "params": params,
+        "organization": _req_str(item, "organization"),
+        "priority": _opt_int(item, "priority"),
+        "run_at": parse_datetime(item.get("run_at"), "run_at"),
+        "depends_on": depends_on,
+        "dedup": True if item.get("dedup") is None else _opt_bool(item, "dedup"),
+    }
+
+
+def job_id_of(request: Request) -> int:
+    raw = request.path_params["job_id"]
+    if not raw.isdigit() or not 1 <= int(raw) <= BIGINT_MAX:
+        raise errors.InvalidArgument("the job id must be a positive integer")
+    return int(raw)
+
+
+def encode_cursor(before_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before_id": before_id}).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    """The keyset position an opaque cursor stands for; InvalidArgument if it is not ours."""
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        before_id = value["before_id"]
+    except (ValueError, binascii.Error, KeyError, TypeError, UnicodeEncodeError):
+        raise errors.InvalidArgument("invalid cursor") from None
+    if not _is_int(before_id) or not 1 <= before_id <= BIGINT_MAX:
+        raise errors.InvalidArgument("invalid cursor")
+    return int(before_id)
+
+
+def _query_limit(request: Request) -> int:
+    settings = _settings(request)
+    raw = request.query_params.get("limit")
+    if raw is None:
+        return min(settings.default_page_size, settings.max_page_size)
+    if not raw.isdigit() or int(raw) < 1:
+        raise errors.InvalidArgument("'limit' must be a positive integer")
+    return min(int(raw), settings.max_page_size)
+
+
+async def submit_job(request: Request) -> Response:
+    job = parse_job(await read_json(request), _settings(request))
+    actor = await _actor(request)
+    created = await _client(request).submit_job(**job, actor=actor)
+    return JSONResponse(created.to_dict(), status_code=200 if created.duplicate else 201)
+
+
+async def submit_batch(request: Request) -> Response:
+    body = await read_json(request)
+    items = body.get("jobs")
+    if not isinstance(items, list) or not items:
+        raise errors.InvalidArgument("'jobs' must be a non-empty list of jobs")
+    settings = _settings(request)
+    jobs = [{k: v for k, v in parse_job(item, settings).items() if v is not None} for item in items]
+    actor = await _actor(request)
+    created = await _client(request).submit_jobs(jobs, actor=actor)
+    return JSONResponse({"jobs": [j.to_dict() for j in created]}, status_code=201)
+
+
+async def list_jobs(request: Request) -> Response:
+    query = request.query_params
+    limit = _query_limit(request)
+    cursor = query.get("cursor")
+    before_id = decode_cursor(cursor) if cursor else None
+    actor = await _actor(request)
+    jobs = await _client(request).list_jobs(
+        actor=actor,
+        organization=query.get("organization") or None,
+        status=query.get("status") or None,
+        job_type=query.get("job_type") or None,
+        created_after=parse_datetime(query.get("created_after"), "created_after"),
+        created_before=parse_datetime(query.get("created_before"), "created_before"),
+        before_id=before_id,
+        page_size=limit,
+    )
+    next_cursor = encode_cursor(jobs[-1].id) if len(jobs) == limit else None
+    return JSONResponse({"jobs": [j.to_dict() for j in jobs], "next_cursor": next_cursor})
+
+
+async def get_job(request: Request) -> Response:
+    job_id = job_id_of(request)
+    job = await _client(request).get_job(job_id, actor=await _actor(request))
+    return JSONResponse(job.to_dict())
+
+
+async def cancel_job(request: Request) -> Response:
+    job_id = job_id_of(request)
+    job = await _client(request).cancel_job(job_id, actor=await _actor(request))
+    return JSONResponse(job.to_dict())
+
+
+async def retry_job(request: Request) -> Response:
+    job_id = job_id_of(request)
+    job = await _client(request).retry_job(job_id, actor=await _actor(request))
+    return JSONResponse(job.to_dict())
+
+
+async def job_attempts(request: Request) -> Response:
+    job_id = job_id_of(request)
+    attempts = await _client(request).job_attempts(job_id, actor=await _actor(request))
+    return JSONResponse({"attempts": [a.to_dict() for a in attempts]})
+
+
+async def metrics(request: Request) -> Response:
+    query = request.query_params
+    since = parse_datetime(query.get("since"), "since")
+    actor = await _actor(request)
+    document = await _client(request).metrics(
+        actor=actor, organization=query.get("organization") or None, since=since
+    )
+    return JSONResponse(document)
+
+
+async def list_job_types(request: Request) -> Response:
+    types = await _client(request).list_job_types(actor=await _actor(request))
+    return JSONResponse({"job_types": [t.to_dict() for t in types]})
+
+
+async def register_job_type(request: Request) -> Response:
+    body = await read_json(request)
+    durations = ("timeout", "backoff_base", "backoff_max", "dedup_window", "rate_period")
+    settings: dict[str, Any] = {k: _seconds(body, k) for k in durations}
+    settings.update(
+        queue=_opt_str(body, "queue"),
+        priority=_opt_int(body, "priority"),
+        max_retries=_opt_int(body, "max_retries"),
+        rate_limit=_opt_int(body, "rate_limit"),
+        enabled=_opt_bool(body, "enabled"),
+    )
+    # Optional settings left out keep the SQL's defaults; dedup_window and the rate limit
+    # may be null on purpose, which is also their default.
+    given = {k: v for k, v in settings.items() if v is not None}
+    name, handler = _req_str(body, "name"), _req_str(body, "handler")
+    actor = await _actor(request)
+    job_type = await _client(request).register_job_type(name, handler, **given, actor=actor)
+    return JSONResponse(job_type.to_dict())
+
+
+async def list_organizations(request: Request) -> Response:
+    orgs = await _client(request).list_organizations(actor=await _actor(request))
+    return JSONResponse({"organizations": [o.to_dict() for o in orgs]})
+
+
+async def me(request: Request) -> Response:
+    identity = await identify(request)
+    return JSONResponse({"user": identity.user_name, "is_admin": identity.is_admin})

@@ -1,0 +1,171 @@
+"""The web app: routes, middleware, problem responses and the process's shared resources.
+
+``create_app(settings)`` assembles the Starlette app; its lifespan opens the async pool the
+handlers share (a fixed size, so load never opens more connections) and the event hub that
+holds the one LISTEN connection of the process. ``serve(settings)`` runs it under uvicorn;
+``python -m jobqueue.web --host 127.0.0.1 --port 8000`` does the same from a shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, TypedDict
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from jobqueue import api, auth, dashboard, errors, openapi, prom, sse
+from jobqueue.client import AsyncClient
+from jobqueue.migrate import status as migration_status
+from jobqueue.settings import Settings
+
+STATIC_DIR = Path(__file__).parent / "static"
+log = logging.getLogger(__name__)
+
+
+class State(TypedDict):
+    """What every request finds in ``request.state``."""
+
+    settings: Settings
+    client: AsyncClient
+    hub: sse.EventHub
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+async def engine_error(request: Request, exc: Exception) -> Response:
+    """Any JobqueueError as problem JSON with the README table's status."""
+    assert isinstance(exc, errors.JobqueueError)
+    extra: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    if exc.sqlstate:
+        extra["type"] = f"urn:jobqueue:error:{exc.sqlstate}"
+        extra["code"] = exc.sqlstate
+    if isinstance(exc, errors.RateLimited):
+        extra["retry_after"] = exc.retry_after
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, errors.Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="jobqueue"'
+    if isinstance(exc, errors.DatabaseUnavailable):
+        log.warning("database unavailable: %s", exc)
+    response = problem(exc.http_status, exc.title, exc.message, **extra)
+    response.headers.update(headers)
+    return response
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no such route, wrong method) in the same problem format."""
+    assert isinstance(exc, HTTPException)
+    response = problem(exc.status_code, exc.detail or "HTTP error", exc.detail or "")
+    response.headers.update(exc.headers or {})
+    return response
+
+
+async def healthz(request: Request) -> Response:
+    """Database reachable and every migration applied; 503 otherwise."""
+    settings: Settings = request.state.settings
+    try:
+        current = (await asyncio.to_thread(migration_status, settings.dsn))["current"]
+    except Exception as exc:  # any failure to reach or read the database is "unhealthy"
+        return problem(503, "Unhealthy", f"database unreachable: {type(exc).__name__}")
+    if not current:
+        return problem(503, "Unhealthy", "migrations are pending; run `jobqueue migrate`")
+    return JSONResponse({"status": "ok", "migrations": "current"})
+
+
+def api_routes() -> list[BaseRoute]:
+    return [
+        Route("/api/session", auth.create_session, methods=["POST"]),
+        Route("/api/session", auth.delete_session, methods=["DELETE"]),
+        Route("/api/me", api.me, methods=["GET"]),
+        Route("/api/jobs", api.submit_job, methods=["POST"]),
+        Route("/api/jobs", api.list_jobs, methods=["GET"]),
+        Route("/api/jobs/batch", api.submit_batch, methods=["POST"]),
+        Route("/api/jobs/{job_id}", api.get_job, methods=["GET"]),
+        Route("/api/jobs/{job_id}/cancel", api.cancel_job, methods=["POST"]),
+        Route("/api/jobs/{job_id}/retry", api.retry_job, methods=["POST"]),
+        Route("/api/jobs/{job_id}/attempts", api.job_attempts, methods=["GET"]),
+        Route("/api/metrics", api.metrics, methods=["GET"]),
+        Route("/api/job-types", api.list_job_types, methods=["GET"]),
+        Route("/api/job-types", api.register_job_type, methods=["POST"]),
+        Route("/api/organizations", api.list_organizations, methods=["GET"]),
+        Route("/api/events", sse.events, methods=["GET"]),
+        Route("/api/openapi.json", openapi.document, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", prom.metrics, methods=["GET"]),
+    ]
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The jobqueue web app for these settings."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        client = await AsyncClient.connect(
+            settings.dsn, min_size=settings.pool_size, max_size=settings.pool_size
+        )
+        hub = sse.EventHub(settings.dsn, client, backoff_max=settings.listen_backoff_max_seconds)
+        try:
+            await hub.start()
+            yield {"settings": settings, "client": client, "hub": hub}
+        finally:
+            await hub.stop()
+            await client.close()
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            )
+        )
+    STATIC_DIR.mkdir(exist_ok=True)
+    routes = [
+        *api_routes(),
+        *dashboard.routes,
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={errors.JobqueueError: engine_error, HTTPException: http_error},
+        lifespan=lifespan,
+    )
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the app under uvicorn until interrupted."""
+    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m jobqueue.web", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--dsn", help="database (default: JOBQUEUE_DSN)")
+    args = parser.parse_args(argv)
+    overrides = {"dsn": args.dsn} if args.dsn else {}
+    serve(Settings.from_env(**overrides), host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()
