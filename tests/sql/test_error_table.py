@@ -1,0 +1,87 @@
+"""The database's states and errors match Python's: the enums, the transition table, and a
+real call raising every SQLSTATE of the error table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from jobqueue import db, errors
+from jobqueue.client import Client
+from jobqueue.states import TRANSITIONS, AttemptOutcome, JobStatus
+from tests.factories import make_job_type, make_org_with_member, run_job
+
+
+def enum_values(dsn: str, name: str) -> list[str]:
+    with db.connect(dsn) as conn:
+        row = conn.execute(f"SELECT enum_range(NULL::jobqueue.{name})::text[]").fetchone()
+    assert row is not None
+    return list(row[0])
+
+
+def test_status_enum_matches_python(dsn: str) -> None:
+    assert enum_values(dsn, "job_status") == [s.value for s in JobStatus]
+
+
+def test_attempt_outcome_enum_matches_python(dsn: str) -> None:
+    assert enum_values(dsn, "attempt_outcome") == [o.value for o in AttemptOutcome]
+
+
+def test_transition_table_matches_python(dsn: str) -> None:
+    with db.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT from_status::text, to_status::text, event FROM jobqueue.job_transition"
+        ).fetchall()
+    assert len(rows) == len(TRANSITIONS)
+    assert {(JobStatus(a), JobStatus(b)): e for a, b, e in rows} == TRANSITIONS
+
+
+def _raisers(client: Client, dsn: str) -> dict[str, Callable[[], object]]:
+    client.create_organization("acme")
+    make_job_type(client)
+    make_org_with_member(client, "acme", "alice")
+    client.create_organization("globex")
+    make_job_type(client, "limited", queue="limited", rate_limit=1, rate_period=timedelta(hours=1))
+    client.submit_job("limited", {}, organization="acme")
+    done = client.submit_job("echo", {"done": 1}, organization="acme")
+    run_job(dsn, done.id)
+
+    def sql(statement: str) -> Callable[[], object]:
+        def call() -> object:
+            with db.connect(dsn) as conn, db.translated():
+                return conn.execute(statement).fetchall()
+
+        return call
+
+    return {
+        "JQV01": lambda: client.submit_job("nope", organization="acme"),
+        "JQV02": sql("SELECT jobqueue.submit_job('echo', '[]', 'acme')"),
+        "JQV03": lambda: client.list_jobs(page_size=0),
+        "JQV04": lambda: client.submit_job("echo", organization="acme", depends_on=[10**9]),
+        "JQV05": sql("SELECT jobqueue.register_job_type('bad name!', 'x:y')"),
+        "JQV06": lambda: client.submit_job("echo", {"x": "y" * 300_000}, organization="acme"),
+        "JQA01": lambda: client.authenticate("jq_nothing"),
+        "JQA02": lambda: client.submit_job("echo", organization="globex", actor="alice"),
+        "JQN01": lambda: client.get_job(10**9),
+        "JQN02": lambda: client.submit_job("echo", organization="initech"),
+        "JQN03": lambda: client.create_token("ghost"),
+        "JQN04": lambda: client.revoke_token(10**9),
+        "JQC01": lambda: client.create_organization("acme"),
+        "JQT01": lambda: client.cancel_job(done.id),
+        "JQS01": sql(f"SELECT jobqueue.complete_attempt({done.id}, 1)"),
+        "JQR01": lambda: client.submit_job("limited", {"again": 1}, organization="acme"),
+    }
+
+
+@pytest.mark.parametrize("code", sorted(errors.BY_SQLSTATE))
+def test_every_sqlstate_is_raised_by_a_real_call(client: Client, dsn: str, code: str) -> None:
+    raisers = _raisers(client, dsn)
+    assert set(raisers) == set(errors.BY_SQLSTATE)
+    with pytest.raises(errors.BY_SQLSTATE[code]) as info:
+        raisers[code]()
+    assert info.value.sqlstate == code
+    assert isinstance(info.value.__cause__, psycopg.Error)
+    assert info.value.__cause__.sqlstate == code
