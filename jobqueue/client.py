@@ -66,11 +66,11 @@ class Client:
         with db.translated():
             if self._connection is not None:
                 with self._connection.cursor(row_factory=dict_row) as cur:
-                    rows = cur.execute(call.sql, call.params).fetchall()  # type: ignore[call-overload]
+                    rows = cur.execute(call.sql, call.params).fetchall()
                 return call.shape(rows)
             assert self._pool is not None
             with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                rows = cur.execute(call.sql, call.params).fetchall()  # type: ignore[call-overload]
+                rows = cur.execute(call.sql, call.params).fetchall()
             return call.shape(rows)
 
     def close(self) -> None:
@@ -140,13 +140,13 @@ class AsyncClient:
         with db.translated():
             if self._connection is not None:
                 async with self._connection.cursor(row_factory=dict_row) as cur:
-                    await cur.execute(call.sql, call.params)  # type: ignore[arg-type]
+                    await cur.execute(call.sql, call.params)
                     rows = await cur.fetchall()
                 return call.shape(rows)
             assert self._pool is not None
             async with self._pool.connection() as conn:
                 async with conn.cursor(row_factory=dict_row) as cur:
-                    await cur.execute(call.sql, call.params)  # type: ignore[arg-type]
+                    await cur.execute(call.sql, call.params)
                     rows = await cur.fetchall()
             return call.shape(rows)
 

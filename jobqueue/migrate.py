@@ -142,7 +142,7 @@ def _migrate_locked(conn: psycopg.Connection[Any]) -> list[str]:
             if migration.number == 0:
                 _apply_procrastinate(conn, migration)
             else:
-                conn.execute(migration.sql)  # type: ignore[call-overload]
+                conn.execute(migration.sql)
             conn.execute(
                 "INSERT INTO jobqueue.migration (number, name, checksum) VALUES (%s, %s, %s)",
                 (migration.number, migration.name, migration.checksum),
@@ -151,9 +151,9 @@ def _migrate_locked(conn: psycopg.Connection[Any]) -> list[str]:
         logger.info("jobqueue.migrate.applied", extra={"migration": label})
         applied.append(label)
     with conn.transaction():
-        conn.execute(f"SET LOCAL search_path = {db.SEARCH_PATH}")  # type: ignore[call-overload]
+        conn.execute(f"SET LOCAL search_path = {db.SEARCH_PATH}")
         for name, sql in engine_sql():
-            conn.execute(sql)  # type: ignore[call-overload]
+            conn.execute(sql)
             applied.append(name)
     return applied
 
@@ -166,9 +166,9 @@ def _apply_procrastinate(conn: psycopg.Connection[Any], migration: Migration) ->
     ).fetchone()
     if exists and exists[0]:
         return
-    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {db.PROCRASTINATE_SCHEMA}")  # type: ignore[call-overload]
-    conn.execute(f"SET LOCAL search_path = {db.PROCRASTINATE_SCHEMA}")  # type: ignore[call-overload]
-    conn.execute(migration.sql)  # type: ignore[call-overload]
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {db.PROCRASTINATE_SCHEMA}")
+    conn.execute(f"SET LOCAL search_path = {db.PROCRASTINATE_SCHEMA}")
+    conn.execute(migration.sql)
 
 
 def status(dsn: str) -> dict[str, Any]:
