@@ -1,0 +1,66 @@
+"""Running the ``jobqueue`` command as a subprocess, and polling for what it does."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def cli_env(dsn: str | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("JOBQUEUE_DSN", "DATABASE_URL")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    if dsn is not None:
+        env["JOBQUEUE_DSN"] = dsn
+    return env | extra
+
+
+def jobqueue(
+    *args: str, dsn: str | None = None, check: int | None = 0, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m jobqueue.cli ARGS``; assert its exit code unless check is None."""
+    done = subprocess.run(
+        [sys.executable, "-m", "jobqueue.cli", *args],
+        env=cli_env(dsn),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check is not None:
+        assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
+    return done
+
+
+def jobqueue_json(*args: str, dsn: str) -> Any:
+    return json.loads(jobqueue(*args, "--json", dsn=dsn).stdout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.2, what: str = ""
+) -> T:
+    """Poll until ``predicate()`` is truthy and return it; fail after a generous timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(interval)
