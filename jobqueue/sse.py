@@ -216,6 +216,8 @@ async def stream_events(
     """Replay from ``last_event_id`` (if any), then the live feed, until the client leaves."""
     hub.add(subscription)
     try:
+        # Tells the client (and tests) that no later event can be missed from here on.
+        yield {"comment": "subscribed"}
         replayed_until = 0
         if last_event_id is not None:
             replayed_until = last_event_id
