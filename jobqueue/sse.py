@@ -51,6 +51,8 @@ from jobqueue.models import Event
 from jobqueue.settings import Settings
 
 CHANNEL = "jobqueue_events"
+# Names the LISTEN connection in pg_stat_activity.
+APPLICATION_NAME = "jobqueue-web-events"
 REPLAY_PAGE = 1000
 log = logging.getLogger(__name__)
 
@@ -142,11 +144,19 @@ class EventHub:
         first = True
         while True:
             try:
-                async with await db.connect_async(self._dsn, autocommit=True) as conn:
+                async with await db.connect_async(
+                    self._dsn, autocommit=True, application_name=APPLICATION_NAME
+                ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    if not first:
+                    if first:
+                        # Start after the rows already on record: a drop before the first
+                        # event then replays only what was written while down.
+                        cur = await conn.execute("SELECT jobqueue.latest_event_id()")
+                        row = await cur.fetchone()
+                        self._last_id = max(self._last_id, int(row[0]) if row else 0)
+                        first = False
+                    else:
                         await self._catch_up()
-                    first = False
                     self.listening.set()
                     delay = 0.1
                     async for notify in conn.notifies():

@@ -27,3 +27,10 @@ BEGIN
         ORDER BY 1, 2, 3, 4;
 END
 $$;
+
+CREATE OR REPLACE FUNCTION jobqueue.latest_event_id() RETURNS bigint
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT coalesce(max(e.id), 0) FROM jobqueue.event AS e
+$$;

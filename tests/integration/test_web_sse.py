@@ -160,3 +160,32 @@ async def test_two_hundred_subscribers_share_one_listen_connection(
                 assert f"jobqueue_sse_subscribers {float(subscribers)}" in scrape.text
         assert {(e["job"], e["type"]) for e in events} == {(job_id, events[0]["type"])}
         assert during == before
+
+
+async def test_feed_survives_the_listen_connection_dropping(
+    dsn: str, world: World, client: Client
+) -> None:
+    import contextlib
+
+    from jobqueue.sse import APPLICATION_NAME
+
+    with running_server(settings_for(dsn, listen_backoff_max_seconds=0.5)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as http:
+            async with contextlib.AsyncExitStack() as stack:
+                feed = await open_feed(http, stack, world.alice)
+                first = submit(client, "org-a", 1)
+                assert (await asyncio.wait_for(feed.next_event(), DEADLINE))["job"] == first
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    killed = conn.execute(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND application_name = %s",
+                        (APPLICATION_NAME,),
+                    ).fetchone()
+                assert killed == (1,)
+                # Written while the hub is down or reconnecting: delivered from the table or
+                # from a notification, once each.
+                during = [submit(client, "org-a", n) for n in range(2, 5)]
+                got = [await asyncio.wait_for(feed.next_event(), DEADLINE) for _ in range(3)]
+                assert [e["job"] for e in got] == during
+                after = submit(client, "org-a", 5)
+                assert (await asyncio.wait_for(feed.next_event(), DEADLINE))["job"] == after
