@@ -189,4 +189,5 @@ def test_web_serves_the_api_and_stops_on_sigterm(dsn: str) -> None:
         assert httpx.get(f"{base}/", timeout=5).status_code in (200, 303)
     finally:
         web.send_signal(signal.SIGTERM)
-        assert web.wait(60) == 0
+        # uvicorn re-raises the signal once it has shut down cleanly.
+        assert web.wait(60) in (0, -signal.SIGTERM)
