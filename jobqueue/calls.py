@@ -64,10 +64,11 @@ def register_job_type(
     :func:`jobqueue.handlers.register_job_type` for the validating form)."""
     return Call(
         "SELECT * FROM jobqueue.register_job_type(name => %(name)s, handler => %(handler)s,"
-        " queue => %(queue)s, priority => %(priority)s, max_retries => %(max_retries)s,"
+        " queue => %(queue)s, priority => %(priority)s::integer,"
+        " max_retries => %(max_retries)s::integer,"
         " timeout => %(timeout)s, backoff_base => %(backoff_base)s,"
         " backoff_max => %(backoff_max)s, dedup_window => %(dedup_window)s,"
-        " rate_limit => %(rate_limit)s, rate_period => %(rate_period)s,"
+        " rate_limit => %(rate_limit)s::integer, rate_period => %(rate_period)s,"
         " enabled => %(enabled)s, actor => %(actor)s)",
         locals(),
         _one(models.JobType),
@@ -108,8 +109,9 @@ def submit_job(
     instead, with ``duplicate`` set."""
     return Call(
         "SELECT * FROM jobqueue.submit_job(job_type => %(job_type)s, params => %(params)s,"
-        " organization => %(organization)s, priority => %(priority)s, run_at => %(run_at)s,"
-        " depends_on => %(depends_on)s, dedup => %(dedup)s, actor => %(actor)s)",
+        " organization => %(organization)s, priority => %(priority)s::integer,"
+        " run_at => %(run_at)s,"
+        " depends_on => %(depends_on)s::bigint[], dedup => %(dedup)s, actor => %(actor)s)",
         {
             **locals(),
             "params": Jsonb(params if params is not None else {}),
@@ -138,7 +140,7 @@ def submit_jobs(
 def cancel_job(job_id: int, *, actor: str | None = None) -> Call[models.Job]:
     """Cancel a job: at once unless it runs; a running job gets a cancel request."""
     return Call(
-        "SELECT * FROM jobqueue.cancel_job(job_id => %(job_id)s, actor => %(actor)s)",
+        "SELECT * FROM jobqueue.cancel_job(job_id => %(job_id)s::bigint, actor => %(actor)s)",
         locals(),
         _one(models.Job),
     )
@@ -147,7 +149,7 @@ def cancel_job(job_id: int, *, actor: str | None = None) -> Call[models.Job]:
 def retry_job(job_id: int, *, actor: str | None = None) -> Call[models.Job]:
     """Queue a dead or canceled job again, with a fresh retry budget."""
     return Call(
-        "SELECT * FROM jobqueue.retry_job(job_id => %(job_id)s, actor => %(actor)s)",
+        "SELECT * FROM jobqueue.retry_job(job_id => %(job_id)s::bigint, actor => %(actor)s)",
         locals(),
         _one(models.Job),
     )
@@ -156,7 +158,7 @@ def retry_job(job_id: int, *, actor: str | None = None) -> Call[models.Job]:
 def get_job(job_id: int, *, actor: str | None = None) -> Call[models.Job]:
     """One job, if the actor may see it (JobNotFound otherwise)."""
     return Call(
-        "SELECT * FROM jobqueue.get_job(job_id => %(job_id)s, actor => %(actor)s)",
+        "SELECT * FROM jobqueue.get_job(job_id => %(job_id)s::bigint, actor => %(actor)s)",
         locals(),
         _one(models.Job),
     )
@@ -177,8 +179,8 @@ def list_jobs(
     return Call(
         "SELECT * FROM jobqueue.list_jobs(actor => %(actor)s, organization => %(organization)s,"
         " status => %(status)s, job_type => %(job_type)s, created_after => %(created_after)s,"
-        " created_before => %(created_before)s, before_id => %(before_id)s,"
-        " page_size => %(page_size)s)",
+        " created_before => %(created_before)s, before_id => %(before_id)s::bigint,"
+        " page_size => %(page_size)s::integer)",
         locals(),
         _many(models.Job),
     )
@@ -187,7 +189,7 @@ def list_jobs(
 def job_attempts(job_id: int, *, actor: str | None = None) -> Call[list[models.Attempt]]:
     """The execution log of one job, first attempt first."""
     return Call(
-        "SELECT * FROM jobqueue.job_attempts(job_id => %(job_id)s, actor => %(actor)s)",
+        "SELECT * FROM jobqueue.job_attempts(job_id => %(job_id)s::bigint, actor => %(actor)s)",
         locals(),
         _many(models.Attempt),
     )
@@ -215,8 +217,9 @@ def events_since(
 ) -> Call[list[models.Event]]:
     """Events after an id, oldest first, of the organizations the actor may see."""
     return Call(
-        "SELECT * FROM jobqueue.events_since(actor => %(actor)s, after_id => %(after_id)s,"
-        " organization => %(organization)s, job_id => %(job_id)s, max_rows => %(max_rows)s)",
+        "SELECT * FROM jobqueue.events_since(actor => %(actor)s,"
+        " after_id => %(after_id)s::bigint, organization => %(organization)s,"
+        " job_id => %(job_id)s::bigint, max_rows => %(max_rows)s::integer)",
         locals(),
         _many(models.Event),
     )
@@ -291,7 +294,7 @@ def create_token(
 def revoke_token(token_id: int, *, actor: str | None = None) -> Call[dict[str, Any]]:
     """Revoke an API token; later requests with it are refused."""
     return Call(
-        "SELECT * FROM jobqueue.revoke_token(token_id => %(token_id)s, actor => %(actor)s)",
+        "SELECT * FROM jobqueue.revoke_token(token_id => %(token_id)s::bigint, actor => %(actor)s)",
         locals(),
         lambda rows: rows[0],
     )
@@ -327,8 +330,9 @@ def report_progress(
 ) -> Call[bool]:
     """Record progress of the current attempt; answers whether a cancel was requested."""
     return Call(
-        "SELECT jobqueue.report_progress(job_id => %(job_id)s, attempt => %(attempt)s,"
-        " percent => %(percent)s, message => %(message)s)",
+        "SELECT jobqueue.report_progress(job_id => %(job_id)s::bigint,"
+        " attempt => %(attempt)s::integer,"
+        " percent => %(percent)s::integer, message => %(message)s)",
         locals(),
         _scalar,
     )
@@ -337,7 +341,8 @@ def report_progress(
 def save_checkpoint(job_id: int, attempt: int, checkpoint: Any) -> Call[None]:
     """Keep handler state that survives a retry."""
     return Call(
-        "SELECT jobqueue.save_checkpoint(job_id => %(job_id)s, attempt => %(attempt)s,"
+        "SELECT jobqueue.save_checkpoint(job_id => %(job_id)s::bigint,"
+        " attempt => %(attempt)s::integer,"
         " checkpoint => %(checkpoint)s)",
         {"job_id": job_id, "attempt": attempt, "checkpoint": Jsonb(checkpoint)},
         lambda rows: None,
@@ -346,7 +351,7 @@ def save_checkpoint(job_id: int, attempt: int, checkpoint: Any) -> Call[None]:
 
 def job_checkpoint(job_id: int) -> Call[Any]:
     """The last checkpoint saved for a job, or None."""
-    return Call("SELECT jobqueue.job_checkpoint(job_id => %(job_id)s)", locals(), _scalar)
+    return Call("SELECT jobqueue.job_checkpoint(job_id => %(job_id)s::bigint)", locals(), _scalar)
 
 
 def rescue_attempts(
@@ -358,7 +363,7 @@ def rescue_attempts(
     """Close one batch of attempts whose worker vanished or that overran their timeout."""
     return Call(
         "SELECT jobqueue.rescue_attempts(stale_after => %(stale_after)s,"
-        " timeout_grace => %(timeout_grace)s, batch => %(batch)s)",
+        " timeout_grace => %(timeout_grace)s, batch => %(batch)s::integer)",
         locals(),
         _scalar,
     )
@@ -369,7 +374,7 @@ def cleanup_batch(
 ) -> Call[int]:
     """Delete one batch of terminal jobs past retention; returns rows deleted."""
     return Call(
-        "SELECT jobqueue.cleanup_batch(retention => %(retention)s, batch => %(batch)s)",
+        "SELECT jobqueue.cleanup_batch(retention => %(retention)s, batch => %(batch)s::integer)",
         locals(),
         _scalar,
     )

@@ -30,7 +30,8 @@ def connection_kwargs() -> dict[str, Any]:
 def translate(exc: psycopg.Error) -> Exception:
     """The engine error for a driver error raised by a jobqueue SQL function.
 
-    Errors of class JQ map to their class in :mod:`jobqueue.errors`; a lost or refused
+    Errors of class JQ map to their class in :mod:`jobqueue.errors`; a value PostgreSQL or
+    the driver refuses (class 22, nesting too deep) becomes InvalidArgument; a lost or refused
     connection becomes DatabaseUnavailable; anything else is returned unchanged.
     """
     diag = exc.diag
@@ -41,6 +42,17 @@ def translate(exc: psycopg.Error) -> Exception:
         if mapped is not None:
             mapped.__cause__ = exc
             return mapped
+    if exc.sqlstate and (exc.sqlstate.startswith("22") or exc.sqlstate == "54001"):
+        # A value PostgreSQL cannot take (a NUL in JSON, an integer out of range, malformed
+        # text, JSON nested too deep) is bad input, refused before anything was written.
+        invalid = errors.InvalidArgument(diag.message_primary or str(exc))
+        invalid.__cause__ = exc
+        return invalid
+    if isinstance(exc, psycopg.DataError) and not exc.sqlstate:
+        # Refused by the driver before sending, e.g. a NUL byte in a text argument.
+        invalid = errors.InvalidArgument(str(exc))
+        invalid.__cause__ = exc
+        return invalid
     if isinstance(exc, psycopg.OperationalError):
         unavailable = errors.DatabaseUnavailable(f"database unavailable: {exc}")
         unavailable.__cause__ = exc
@@ -58,6 +70,9 @@ def translated() -> Iterator[None]:
         if mapped is exc:
             raise
         raise mapped from exc
+    except UnicodeEncodeError as exc:
+        # A lone surrogate in a text argument cannot be sent as UTF-8.
+        raise errors.InvalidArgument(f"text is not valid Unicode: {exc.reason}") from exc
 
 
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
