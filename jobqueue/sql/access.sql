@@ -323,3 +323,23 @@ AS $$
        OR o.id = ANY (jobqueue._visible_organizations(list_organizations.actor))
     ORDER BY o.name
 $$;
+
+-- \df+ explains each public function with its header line.
+COMMENT ON FUNCTION jobqueue.can_access(text, text) IS
+    'can_access(user_id, organization): the rule every read and action uses; true when the user is an admin or an active member of the organization.';
+COMMENT ON FUNCTION jobqueue.create_organization(text, text) IS
+    'create_organization(name, actor): a new organization (services, admins); JQC01 when the name is taken.';
+COMMENT ON FUNCTION jobqueue.create_user(text, boolean, text) IS
+    'create_user(user_id, admin, actor): a user, optionally a global admin (services, admins).';
+COMMENT ON FUNCTION jobqueue.add_member(text, text, text, text) IS
+    'add_member(user_id, organization, role, actor): (re)activates a membership; role member or admin.';
+COMMENT ON FUNCTION jobqueue.remove_member(text, text, text) IS
+    'remove_member(user_id, organization, actor): the membership stays, inactive; the user then sees nothing of the organization.';
+COMMENT ON FUNCTION jobqueue.create_token(text, text, text) IS
+    'create_token(user_id, name, actor): returns the secret once; only its SHA-256 is stored.';
+COMMENT ON FUNCTION jobqueue.revoke_token(bigint, text) IS
+    'revoke_token(token_id, actor): the token stops authenticating; its owner or an admin may revoke it.';
+COMMENT ON FUNCTION jobqueue.authenticate(text) IS
+    'authenticate(token): the token''s user, or JQA01 for a missing, unknown or revoked token.';
+COMMENT ON FUNCTION jobqueue.list_organizations(text) IS
+    'list_organizations(actor): the organizations the actor may see.';

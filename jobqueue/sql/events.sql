@@ -64,3 +64,7 @@ BEGIN
         LIMIT max_rows;
 END
 $$;
+
+-- \df+ explains each public function with its header line.
+COMMENT ON FUNCTION jobqueue.events_since(text, bigint, text, bigint, integer) IS
+    'events_since(actor, after_id, organization, job_id, max_rows): replay of the event log after an id, in id order, limited to what the actor may see.';

@@ -258,3 +258,9 @@ BEGIN
     RETURN jobqueue._job_infos(ARRAY[v_job.id]);
 END
 $$;
+
+-- \df+ explains each public function with its header line.
+COMMENT ON FUNCTION jobqueue.cancel_job(bigint, text) IS
+    'cancel_job(job_id, actor): waiting/queued/retrying -> canceled at once; a running job gets a cancel request its handler sees; JQT01 for an ended job.';
+COMMENT ON FUNCTION jobqueue.retry_job(bigint, text) IS
+    'retry_job(job_id, actor): dead/canceled -> queued with fresh attempts; JQT01 from any other status.';

@@ -93,3 +93,7 @@ BEGIN
     RETURN v_result;
 END
 $$;
+
+-- \df+ explains each public function with its header line.
+COMMENT ON FUNCTION jobqueue.metrics(text, text, timestamp with time zone) IS
+    'metrics(actor, organization, since): counts by status, queue depth by priority, processing time (avg, p50, p95, p99), failure rate by type, throughput, as one JSON document.';

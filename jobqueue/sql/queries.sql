@@ -100,3 +100,11 @@ AS $$
     WHERE a.job_id = jobqueue._visible_job_id(job_attempts.job_id, job_attempts.actor)
     ORDER BY a.attempt
 $$;
+
+-- \df+ explains each public function with its header line.
+COMMENT ON FUNCTION jobqueue.get_job(bigint, text) IS
+    'get_job(job_id, actor): one job; JQN01 when missing or not visible to the actor.';
+COMMENT ON FUNCTION jobqueue.list_jobs(text, text, text, text, timestamp with time zone, timestamp with time zone, bigint, integer) IS
+    'list_jobs(actor, organization, status, job_type, created_after, created_before, before_id, page_size): newest first, keyset pagination on id.';
+COMMENT ON FUNCTION jobqueue.job_attempts(bigint, text) IS
+    'job_attempts(job_id, actor): the execution log of one job.';

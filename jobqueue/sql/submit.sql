@@ -361,3 +361,15 @@ AS $$
             || jsonb_build_object('params', coalesce(submit_job.params, '{}'))),
         submit_job.actor)
 $$;
+
+-- \df+ explains each public function with its header line.
+COMMENT ON FUNCTION jobqueue.register_job_type(text, text, text, integer, integer, interval, interval, interval, interval, integer, interval, boolean, text) IS
+    'register_job_type(name, handler, queue, priority, ..., actor): upsert a job type; durations are intervals.';
+COMMENT ON FUNCTION jobqueue.set_job_type_enabled(text, boolean, text) IS
+    'set_job_type_enabled(name, enabled, actor): a disabled type refuses new jobs (JQV01).';
+COMMENT ON FUNCTION jobqueue.list_job_types(text) IS
+    'list_job_types(actor): every job type, by name.';
+COMMENT ON FUNCTION jobqueue.submit_jobs(jsonb, text) IS
+    'submit_jobs(jobs jsonb[], actor): many jobs in one set-based statement, same rules as submit_job; one row per input, in order.';
+COMMENT ON FUNCTION jobqueue.submit_job(text, jsonb, text, integer, timestamp with time zone, bigint[], boolean, text) IS
+    'submit_job(job_type, params, organization, ..., actor): a batch of one; returns the job, with duplicate = true when an active (or, within the dedup window, completed) copy exists.';

@@ -3,8 +3,10 @@ real call raising every SQLSTATE of the error table."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -85,3 +87,35 @@ def test_every_sqlstate_is_raised_by_a_real_call(client: Client, dsn: str, code:
     assert info.value.sqlstate == code
     assert isinstance(info.value.__cause__, psycopg.Error)
     assert info.value.__cause__.sqlstate == code
+
+
+ENGINE_FILES = (
+    "access.sql",
+    "lifecycle.sql",
+    "submit.sql",
+    "events.sql",
+    "queries.sql",
+    "metrics.sql",
+)
+
+
+def test_public_functions_carry_their_header_line_as_comment(dsn: str) -> None:
+    """\\df+ explains every public function of the engine files with its contract line."""
+    sql_dir = Path(__file__).resolve().parents[2] / "jobqueue" / "sql"
+    defined = {
+        name
+        for file in ENGINE_FILES
+        for name in re.findall(
+            r"CREATE OR REPLACE FUNCTION jobqueue\.([a-z][a-z_]*)\(", (sql_dir / file).read_text()
+        )
+    }
+    with db.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT p.proname, obj_description(p.oid, 'pg_proc') FROM pg_proc AS p"
+            " JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+            " WHERE n.nspname = 'jobqueue' AND p.proname = ANY (%s)",
+            (sorted(defined),),
+        ).fetchall()
+    assert {name for name, _ in rows} == defined
+    for name, comment in rows:
+        assert comment and comment.startswith(f"{name}("), (name, comment)
