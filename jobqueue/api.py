@@ -176,6 +176,14 @@ def decode_cursor(cursor: str) -> int:
     return int(before_id)
 
 
+def query_filter(request: Request, name: str) -> str | None:
+    """An optional query parameter; present but empty is refused rather than ignored."""
+    value = request.query_params.get(name)
+    if value == "":
+        raise errors.InvalidArgument(f"'{name}' must not be empty")
+    return value
+
+
 def _query_limit(request: Request) -> int:
     settings = _settings(request)
     raw = request.query_params.get("limit")
@@ -213,9 +221,9 @@ async def list_jobs(request: Request) -> Response:
     actor = await _actor(request)
     jobs = await _client(request).list_jobs(
         actor=actor,
-        organization=query.get("organization") or None,
-        status=query.get("status") or None,
-        job_type=query.get("job_type") or None,
+        organization=query_filter(request, "organization"),
+        status=query_filter(request, "status"),
+        job_type=query_filter(request, "job_type"),
         created_after=parse_datetime(query.get("created_after"), "created_after"),
         created_before=parse_datetime(query.get("created_before"), "created_before"),
         before_id=before_id,
@@ -254,7 +262,7 @@ async def metrics(request: Request) -> Response:
     since = parse_datetime(query.get("since"), "since")
     actor = await _actor(request)
     document = await _client(request).metrics(
-        actor=actor, organization=query.get("organization") or None, since=since
+        actor=actor, organization=query_filter(request, "organization"), since=since
     )
     return JSONResponse(document)
 

@@ -294,9 +294,10 @@ PATHS: dict[str, Any] = {
                 _query("created_before", TIMESTAMP, "Created before."),
                 _query("cursor", {"type": "string"}, "next_cursor of the previous page."),
                 _query(
-                    "page_size",
-                    {"type": "integer", "minimum": 1, "maximum": 500},
-                    "Jobs per page (default 50).",
+                    "limit",
+                    {"type": "integer", "minimum": 1},
+                    "Jobs per page (default 50); larger values are capped at the server's"
+                    " page size limit (JOBQUEUE_MAX_PAGE_SIZE, default 500).",
                 ),
             ],
         ),
@@ -386,6 +387,20 @@ PATHS: dict[str, Any] = {
             status="201",
             body=_ref("RegisterJobType"),
         ),
+    },
+    "/api/me": {
+        "get": _operation(
+            "Who the token (or session) belongs to",
+            _json(
+                {
+                    "type": "object",
+                    "required": ["user", "is_admin"],
+                    "properties": {"user": NAME, "is_admin": {"type": "boolean"}},
+                    "additionalProperties": False,
+                },
+                "The caller.",
+            ),
+        )
     },
     "/api/organizations": {
         "get": _operation(

@@ -45,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobqueue import db, errors
+from jobqueue.api import query_filter
 from jobqueue.auth import identify
 from jobqueue.client import AsyncClient
 from jobqueue.models import Event
@@ -272,7 +273,7 @@ async def events(request: Request) -> Response:
     last_event_id = _optional_id(
         request.headers.get("last-event-id") or query.get("last_event_id"), "Last-Event-ID", 0
     )
-    organization = query.get("organization") or None
+    organization = query_filter(request, "organization")
     org_ids = await visible_org_ids(client, identity.user_name, identity.is_admin)
     org_id = None
     if organization is not None:

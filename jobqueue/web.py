@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -89,26 +89,36 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "migrations": "current"})
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _route(path: str, **by_method: Endpoint) -> Route:
+    """One route per path, so a 405 answers every method the path supports in ``Allow``."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await by_method[method](request)
+
+    return Route(path, dispatch, methods=list(by_method))
+
+
 def api_routes() -> list[BaseRoute]:
     return [
-        Route("/api/session", auth.create_session, methods=["POST"]),
-        Route("/api/session", auth.delete_session, methods=["DELETE"]),
-        Route("/api/me", api.me, methods=["GET"]),
-        Route("/api/jobs", api.submit_job, methods=["POST"]),
-        Route("/api/jobs", api.list_jobs, methods=["GET"]),
-        Route("/api/jobs/batch", api.submit_batch, methods=["POST"]),
-        Route("/api/jobs/{job_id}", api.get_job, methods=["GET"]),
-        Route("/api/jobs/{job_id}/cancel", api.cancel_job, methods=["POST"]),
-        Route("/api/jobs/{job_id}/retry", api.retry_job, methods=["POST"]),
-        Route("/api/jobs/{job_id}/attempts", api.job_attempts, methods=["GET"]),
-        Route("/api/metrics", api.metrics, methods=["GET"]),
-        Route("/api/job-types", api.list_job_types, methods=["GET"]),
-        Route("/api/job-types", api.register_job_type, methods=["POST"]),
-        Route("/api/organizations", api.list_organizations, methods=["GET"]),
-        Route("/api/events", sse.events, methods=["GET"]),
-        Route("/api/openapi.json", openapi.document, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", prom.metrics, methods=["GET"]),
+        _route("/api/session", POST=auth.create_session, DELETE=auth.delete_session),
+        _route("/api/me", GET=api.me),
+        _route("/api/jobs", GET=api.list_jobs, POST=api.submit_job),
+        _route("/api/jobs/batch", POST=api.submit_batch),
+        _route("/api/jobs/{job_id}", GET=api.get_job),
+        _route("/api/jobs/{job_id}/cancel", POST=api.cancel_job),
+        _route("/api/jobs/{job_id}/retry", POST=api.retry_job),
+        _route("/api/jobs/{job_id}/attempts", GET=api.job_attempts),
+        _route("/api/metrics", GET=api.metrics),
+        _route("/api/job-types", GET=api.list_job_types, POST=api.register_job_type),
+        _route("/api/organizations", GET=api.list_organizations),
+        _route("/api/events", GET=sse.events),
+        _route("/api/openapi.json", GET=openapi.document),
+        _route("/healthz", GET=healthz),
+        _route("/metrics", GET=prom.metrics),
     ]
 
 
