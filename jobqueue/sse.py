@@ -249,15 +249,15 @@ async def stream_events(
         while not subscription.overflowed.is_set():
             timeout = max(0.0, refresh_at - time.monotonic())
             try:
-                event = await asyncio.wait_for(subscription.queue.get(), timeout=timeout)
+                live = await asyncio.wait_for(subscription.queue.get(), timeout=timeout)
             except TimeoutError:
                 subscription.org_ids = await visible_org_ids(client, subscription.actor, is_admin)
                 refresh_at = time.monotonic() + refresh_seconds
                 continue
             # A refresh may have narrowed visibility after the event was queued.
-            if event["id"] <= replayed_until or not subscription.wants(event):
+            if live["id"] <= replayed_until or not subscription.wants(live):
                 continue
-            yield message(event)
+            yield message(live)
     finally:
         hub.remove(subscription)
 

@@ -256,3 +256,19 @@ async def test_healthz_is_503_when_the_database_is_unreachable(dsn: str) -> None
         http_app = http._transport.app  # type: ignore[attr-defined]
         http_app.state["settings"] = settings_for("postgresql://127.0.0.1:1/none")
         assert_problem(await http.get("/healthz"), 503)
+
+
+async def test_cors_is_off_unless_configured(dsn: str) -> None:
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    async with asgi_client(settings_for(dsn)) as http:
+        r = await http.options("/api/jobs", headers=preflight)
+        assert "access-control-allow-origin" not in r.headers
+    configured = settings_for(dsn, cors_origins=("https://app.example",))
+    async with asgi_client(configured) as http:
+        r = await http.options("/api/jobs", headers=preflight)
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "https://app.example"

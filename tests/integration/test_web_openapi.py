@@ -8,6 +8,7 @@ The SSE route is left out: a stream never ends, so there is no response body to 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -41,7 +42,7 @@ schema = schemathesis.pytest.from_fixture("web_schema").exclude(path="/api/event
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_api_matches_its_document(case: schemathesis.Case, token: str) -> None:
+def test_api_matches_its_document(case: schemathesis.Case[Any], token: str) -> None:
     case.call_and_validate(
         headers={"Authorization": f"Bearer {token}"},
         # A schema-valid request may still name a job type, organization or job the engine

@@ -189,3 +189,42 @@ async def test_feed_survives_the_listen_connection_dropping(
                 assert [e["job"] for e in got] == during
                 after = submit(client, "org-a", 5)
                 assert (await asyncio.wait_for(feed.next_event(), DEADLINE))["job"] == after
+
+
+async def test_a_full_buffer_disconnects_only_that_subscriber(dsn: str, world: World) -> None:
+    from jobqueue.client import AsyncClient
+    from jobqueue.sse import EventHub, Subscription, stream_events
+
+    def subscription(size: int) -> Subscription:
+        return Subscription(
+            actor="alice",
+            org_ids=frozenset({1}),
+            job_id=None,
+            org_id=None,
+            queue=asyncio.Queue(maxsize=size),
+        )
+
+    async with await AsyncClient.connect(dsn, min_size=1, max_size=1) as aclient:
+        hub = EventHub(dsn, aclient)
+        slow, fast = subscription(3), subscription(100)
+        slow_stream = stream_events(
+            hub,
+            aclient,
+            slow,
+            is_admin=False,
+            last_event_id=None,
+            organization=None,
+            refresh_seconds=600,
+        )
+        assert await anext(slow_stream) == {"comment": "subscribed"}
+        hub.add(fast)
+        for n in range(1, 6):
+            hub.publish({"id": n, "org_id": 1, "org": "org-a", "job": n, "type": "job.queued"})
+        hub.publish({"id": 6, "org_id": 2, "org": "org-b", "job": 6, "type": "job.queued"})
+        assert slow.overflowed.is_set() and not fast.overflowed.is_set()
+        assert [fast.queue.get_nowait()["id"] for _ in range(5)] == [1, 2, 3, 4, 5]
+        assert fast.queue.empty()  # org-b's event never reached an org-a subscriber
+        # The overflowed stream ends (the client resumes by id) and leaves the hub.
+        assert [m async for m in slow_stream] == []
+        hub.remove(fast)
+        assert hub.subscriber_count == 0
