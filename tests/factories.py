@@ -62,7 +62,10 @@ def finish_job(
     dsn: str, job_id: int, attempt: int, outcome: str = "completed", **fields: Any
 ) -> dict[str, Any]:
     """End an attempt through finish_attempts; returns its row (accepted, status)."""
-    item = {"job_id": job_id, "attempt": attempt, "outcome": outcome, "error": "boom"} | fields
+    item: dict[str, Any] = {"job_id": job_id, "attempt": attempt, "outcome": outcome}
+    if outcome != "completed":
+        item["error"] = "boom"
+    item |= fields
     with db.connect(dsn, autocommit=True) as conn:
         conn.row_factory = dict_row  # type: ignore[assignment]
         row = conn.execute(

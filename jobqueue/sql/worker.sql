@@ -120,6 +120,8 @@ BEGIN
     SET status = v_status,
         result = CASE WHEN v_status = 'completed' THEN p_result ELSE result END,
         progress = CASE WHEN v_status = 'completed' THEN 100 ELSE progress END,
+        -- A job that completes after failed attempts keeps the last of those errors: it is
+        -- the job's history ("it failed, then succeeded"), and status says how it ended.
         last_error = CASE WHEN v_status = 'completed' THEN last_error
                           ELSE coalesce(left(p_error, 10000), p_outcome::text) END,
         next_retry_at = CASE WHEN v_status = 'retrying'

@@ -312,3 +312,20 @@ def test_next_retry_at_after_a_failure_is_within_bounds(setup: Client, dsn: str)
             ).fetchone()  # type: ignore[misc]
         assert d / 2 <= next_retry_at - failed_at <= d
         assert scheduled_at == next_retry_at
+
+
+def test_completion_after_a_failure_keeps_the_last_error_as_history(
+    setup: Client, dsn: str
+) -> None:
+    job = setup.submit_job("echo", {"flaky": 1}, organization="acme")
+    attempt = start_job(dsn, job.id)
+    finish_job(dsn, job.id, attempt, "failed", error="first try broke")
+    attempt = start_when_due(dsn, job.id)
+    assert finish_job(dsn, job.id, attempt, "completed", result={"ok": 1})["status"] == "completed"
+    done = setup.get_job(job.id)
+    assert done.status is JobStatus.COMPLETED and done.result == {"ok": 1}
+    assert done.last_error == "first try broke"
+    assert [(a.outcome, a.error) for a in setup.job_attempts(job.id)] == [
+        ("failed", "first try broke"),
+        ("completed", None),
+    ]
