@@ -100,8 +100,8 @@ def _demo_job(rng: random.Random) -> tuple[str, dict[str, Any]]:
     if choice < 0.75:
         return "demo.echo", {"n": rng.randrange(1_000_000)}
     if choice < 0.9:
-        return "demo.flaky", {"failures": rng.randrange(3), "n": rng.randrange(1_000_000)}
-    return "demo.fail", {"n": rng.randrange(1_000_000), "retry": rng.random() < 0.5}
+        return "demo.flaky", {"failures": rng.randrange(3)}
+    return "demo.fail", {"message": "a demo failure", "retry": rng.random() < 0.5}
 
 
 def demo_loop(dsn: str, stop: threading.Event, interval: float) -> None:

@@ -109,8 +109,16 @@ async function loadOverview() {
   counts.replaceChildren(...Object.entries(m.counts_by_status || {}).map(([status, n]) =>
     el("a", { class: "count", href: `/jobs?status=${status}`, "data-status": status },
       el("b", {}, String(n)), status)));
-  const throughput = (m.throughput || []).map((t) => ({ label: time(t.at),
-    completed: t.completed, failed: t.failed }));
+  // One slot per minute of the hour, so a quiet minute shows as a gap, not as nothing.
+  const byMinute = new Map((m.throughput || []).map((t) =>
+    [Math.floor(new Date(t.at).getTime() / 60000), t]));
+  const now = Math.floor(Date.now() / 60000);
+  const throughput = [];
+  for (let minute = now - 59; minute <= now; minute++) {
+    const t = byMinute.get(minute) || { completed: 0, failed: 0 };
+    throughput.push({ label: time(new Date(minute * 60000).toISOString()),
+      completed: t.completed, failed: t.failed });
+  }
   barChart(document.getElementById("throughput-chart"), throughput,
     [{ key: "completed", color: "#16a34a" }, { key: "failed", color: "#dc2626" }]);
   lineChart(document.getElementById("failure-chart"), throughput.map((t) => ({
