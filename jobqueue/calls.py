@@ -214,12 +214,16 @@ def events_since(
     organization: str | None = None,
     job_id: int | None = None,
     max_rows: int = 1000,
+    settled: bool = False,
 ) -> Call[list[models.Event]]:
-    """Events after an id, oldest first, of the organizations the actor may see."""
+    """Events after an id, oldest first, of the organizations the actor may see. With
+    ``settled`` only events no in-flight transaction can precede, so resuming after the last
+    id seen never skips one."""
     return Call(
         "SELECT * FROM jobqueue.events_since(actor => %(actor)s,"
         " after_id => %(after_id)s::bigint, organization => %(organization)s,"
-        " job_id => %(job_id)s::bigint, max_rows => %(max_rows)s::integer)",
+        " job_id => %(job_id)s::bigint, max_rows => %(max_rows)s::integer,"
+        " settled => %(settled)s)",
         locals(),
         _many(models.Event),
     )
@@ -369,9 +373,7 @@ def rescue_attempts(
     )
 
 
-def cleanup_batch(
-    *, retention: timedelta = timedelta(days=7), batch: int = 1000
-) -> Call[int]:
+def cleanup_batch(*, retention: timedelta = timedelta(days=7), batch: int = 1000) -> Call[int]:
     """Delete one batch of terminal jobs past retention; returns rows deleted."""
     return Call(
         "SELECT jobqueue.cleanup_batch(retention => %(retention)s, batch => %(batch)s::integer)",
