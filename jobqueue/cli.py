@@ -131,7 +131,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     argv = ["--host", args.host, "--port", str(args.port)]
     if args.dsn:
         argv += ["--dsn", args.dsn]
-    return int(web.main(argv) or 0)
+    web.main(argv)
+    return EXIT_OK
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

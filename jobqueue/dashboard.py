@@ -119,7 +119,12 @@ async def jobs_page(request: Request) -> Response:
     before = request.query_params.get("before_id")
     before_id = int(before) if before and before.isdigit() else None
     jobs = await client.list_jobs(
-        actor=identity.user_name, before_id=before_id, page_size=PAGE_SIZE, **filters
+        actor=identity.user_name,
+        organization=filters["organization"],
+        status=filters["status"],
+        job_type=filters["job_type"],
+        before_id=before_id,
+        page_size=PAGE_SIZE,
     )
     organizations = await client.list_organizations(actor=identity.user_name)
     job_types = await client.list_job_types(actor=identity.user_name)

