@@ -8,9 +8,11 @@
 -- States:    cancel_jobs: waiting|queued|retrying -> canceled in ONE UPDATE (the lifecycle trigger
 --            validates and records each change); running jobs get cancel_requested, their vehicles
 --            abort_requested, and one cancel_requested event each, as cancel_job does.
---            retry_jobs: dead|canceled -> queued in one UPDATE, with a fresh retry budget.
+--            retry_jobs: dead|canceled -> queued in one UPDATE, with a fresh retry budget; a job
+--            whose identical twin is active is left alone (one active job per dedup hash).
 -- Locks:     the matched job rows (row locks taken by the UPDATEs).
--- Raises:    JQA02 organization not accessible, JQV03 bad status.
+-- Raises:    JQA02 organization not accessible, JQV03 bad status, JQC01 retry_jobs racing a
+--            submit of an identical job.
 -- Events:    through the lifecycle trigger (canceled, retried) plus cancel_requested.
 
 CREATE OR REPLACE FUNCTION jobqueue._bulk_filter(
@@ -114,15 +116,32 @@ BEGIN
     SELECT f.org_ids, f.status INTO v_orgs, v_status
     FROM jobqueue._bulk_filter(retry_jobs.actor, retry_jobs.organization, retry_jobs.status) AS f;
 
-    UPDATE jobqueue.job AS j
-    SET status = 'queued', retry_base = j.attempt, finished_at = NULL, cancel_requested = false,
-        run_at = now(), progress = NULL, progress_message = NULL, result = NULL,
-        updated_at = now()
-    WHERE j.organization_id = ANY (v_orgs)
-      AND j.status IN ('dead', 'canceled')
-      AND (v_status IS NULL OR j.status = v_status)
-      AND (retry_jobs.job_type IS NULL OR j.job_type = retry_jobs.job_type);
-    GET DIAGNOSTICS v_retried = ROW_COUNT;
+    -- Dedup: a job whose identical twin (same hash) is active stays as it is, and of several
+    -- ended twins only the newest is retried, so at most one copy per hash is active.
+    BEGIN
+        UPDATE jobqueue.job AS j
+        SET status = 'queued', retry_base = j.attempt, finished_at = NULL, cancel_requested = false,
+            run_at = now(), progress = NULL, progress_message = NULL, result = NULL,
+            updated_at = now()
+        WHERE j.id IN (
+            SELECT DISTINCT ON (coalesce(c.job_hash, int8send(c.id))) c.id
+            FROM jobqueue.job AS c
+            WHERE c.organization_id = ANY (v_orgs)
+              AND c.status IN ('dead', 'canceled')
+              AND (v_status IS NULL OR c.status = v_status)
+              AND (retry_jobs.job_type IS NULL OR c.job_type = retry_jobs.job_type)
+              AND (c.job_hash IS NULL OR NOT EXISTS (
+                  SELECT FROM jobqueue.job AS a
+                  WHERE a.job_hash = c.job_hash
+                    AND a.status IN ('waiting', 'queued', 'running', 'retrying')))
+            ORDER BY coalesce(c.job_hash, int8send(c.id)), c.id DESC)
+          AND j.status IN ('dead', 'canceled');
+        GET DIAGNOSTICS v_retried = ROW_COUNT;
+    EXCEPTION WHEN unique_violation THEN
+        -- An identical job was submitted while this statement ran.
+        RAISE EXCEPTION 'retry refused: an identical job became active meanwhile; try again'
+            USING ERRCODE = 'JQC01';
+    END;
     RETURN v_retried;
 END
 $$;

@@ -11,7 +11,8 @@
 -- States:    reads all; writes every transition of jobqueue.job_transition.
 -- Locks:     cancel_job and retry_job take the job's row lock (FOR UPDATE); vehicles are
 --            dropped with SKIP LOCKED, so a worker fetching one concurrently never deadlocks.
--- Raises:    JQT01 illegal transition, JQN01 job not visible.
+-- Raises:    JQT01 illegal transition, JQN01 job not visible, JQC01 retry of a job whose
+--            identical twin (same dedup hash) is active.
 -- Events:    one event row per status change ('submitted' on insert, else the transition's
 --            event); the event table's trigger sends the NOTIFY (events.sql).
 
@@ -250,11 +251,24 @@ BEGIN
     END IF;
     -- Fresh attempts: the retry budget counts from here; attempt numbers keep growing so the
     -- attempt log stays whole.
-    UPDATE jobqueue.job
-    SET status = 'queued', retry_base = attempt, finished_at = NULL, cancel_requested = false,
-        run_at = now(), progress = NULL, progress_message = NULL, result = NULL,
-        updated_at = now()
-    WHERE id = v_job.id;
+    BEGIN
+        UPDATE jobqueue.job
+        SET status = 'queued', retry_base = attempt, finished_at = NULL,
+            cancel_requested = false, run_at = now(), progress = NULL, progress_message = NULL,
+            result = NULL, updated_at = now()
+        WHERE id = v_job.id;
+    EXCEPTION WHEN unique_violation THEN
+        -- Dedup: a job with the same type, organization and params was submitted since and
+        -- is still active; a second active copy would break the one-active-per-hash rule.
+        RAISE EXCEPTION 'job % cannot be retried: an identical job is active', v_job.id
+            USING ERRCODE = 'JQC01',
+                  DETAIL = format('{"job_id": %s, "active_job_id": %s}', v_job.id,
+                                  coalesce((SELECT a.id FROM jobqueue.job AS a
+                                            WHERE a.job_hash = v_job.job_hash
+                                              AND a.status IN ('waiting', 'queued',
+                                                               'running', 'retrying')
+                                            LIMIT 1)::text, 'null'));
+    END;
     RETURN jobqueue._job_infos(ARRAY[v_job.id]);
 END
 $$;
@@ -263,4 +277,4 @@ $$;
 COMMENT ON FUNCTION jobqueue.cancel_job(bigint, text) IS
     'cancel_job(job_id, actor): waiting/queued/retrying -> canceled at once; a running job gets a cancel request its handler sees; JQT01 for an ended job.';
 COMMENT ON FUNCTION jobqueue.retry_job(bigint, text) IS
-    'retry_job(job_id, actor): dead/canceled -> queued with fresh attempts; JQT01 from any other status.';
+    'retry_job(job_id, actor): dead/canceled -> queued with fresh attempts; JQT01 from any other status; JQC01 while an identical job is active.';
