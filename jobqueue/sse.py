@@ -9,7 +9,8 @@ the event's. A subscriber's generator (:func:`stream_events`, run by sse-starlet
 row id, ``event:`` its type, ``data:`` the JSON.
 
 Visibility. A subscription starts with the organization ids ``list_organizations(actor)``
-answers, and reads them again every ``sse_refresh_seconds``; an event of any other
+answers. Every ``sse_refresh_seconds`` it authenticates its token again (a revoked token ends
+the feed) and re-reads them (a removed member stops receiving); an event of any other
 organization is never put into its queue. An admin sees every organization (``None``).
 
 Resuming. With ``Last-Event-ID`` (header, or ``last_event_id`` query parameter for clients
@@ -46,7 +47,7 @@ from starlette.responses import Response
 
 from jobqueue import db, errors
 from jobqueue.api import query_filter
-from jobqueue.auth import identify
+from jobqueue.auth import identify, request_token
 from jobqueue.client import AsyncClient
 from jobqueue.models import Event
 from jobqueue.settings import Settings
@@ -219,7 +220,7 @@ async def stream_events(
     client: AsyncClient,
     subscription: Subscription,
     *,
-    is_admin: bool,
+    token: str,
     last_event_id: int | None,
     organization: str | None,
     refresh_seconds: float,
@@ -251,7 +252,13 @@ async def stream_events(
             try:
                 live = await asyncio.wait_for(subscription.queue.get(), timeout=timeout)
             except TimeoutError:
-                subscription.org_ids = await visible_org_ids(client, subscription.actor, is_admin)
+                try:
+                    identity = await client.authenticate(token)
+                except errors.Unauthenticated:
+                    return  # the token was revoked: the feed ends with it
+                subscription.org_ids = await visible_org_ids(
+                    client, identity.user_name, identity.is_admin
+                )
                 refresh_at = time.monotonic() + refresh_seconds
                 continue
             # A refresh may have narrowed visibility after the event was queued.
@@ -274,18 +281,17 @@ async def events(request: Request) -> Response:
         request.headers.get("last-event-id") or query.get("last_event_id"), "Last-Event-ID", 0
     )
     organization = query_filter(request, "organization")
-    org_ids = await visible_org_ids(client, identity.user_name, identity.is_admin)
+    visible = await client.list_organizations(actor=identity.user_name)
+    org_ids = None if identity.is_admin else frozenset(o.id for o in visible)
     org_id = None
     if organization is not None:
-        # The SQL decides visibility; an empty replay still raises for a foreign organization.
-        await client.events_since(
-            actor=identity.user_name,
-            organization=organization,
-            after_id=0,
-            max_rows=1,
-        )
-        visible = await client.list_organizations(actor=identity.user_name)
-        org_id = next(o.id for o in visible if o.organization == organization)
+        org_id = next((o.id for o in visible if o.organization == organization), None)
+        if org_id is None:
+            # Not visible: the SQL says why (no such organization, or not a member).
+            await client.events_since(
+                actor=identity.user_name, organization=organization, max_rows=1
+            )
+            raise errors.Forbidden(f"organization {organization!r} is not accessible")
     subscription = Subscription(
         actor=identity.user_name,
         org_ids=org_ids,
@@ -298,7 +304,7 @@ async def events(request: Request) -> Response:
             hub,
             client,
             subscription,
-            is_admin=identity.is_admin,
+            token=request_token(request)[0] or "",
             last_event_id=last_event_id,
             organization=organization,
             refresh_seconds=settings.sse_refresh_seconds,

@@ -211,7 +211,7 @@ async def test_a_full_buffer_disconnects_only_that_subscriber(dsn: str, world: W
             hub,
             aclient,
             slow,
-            is_admin=False,
+            token="never-checked-within-this-test",
             last_event_id=None,
             organization=None,
             refresh_seconds=600,
@@ -228,3 +228,15 @@ async def test_a_full_buffer_disconnects_only_that_subscriber(dsn: str, world: W
         assert [m async for m in slow_stream] == []
         hub.remove(fast)
         assert hub.subscriber_count == 0
+
+
+async def test_a_revoked_token_ends_its_feed(dsn: str, world: World, client: Client) -> None:
+    import contextlib
+
+    with running_server(settings_for(dsn, sse_refresh_seconds=0.2)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as http:
+            async with contextlib.AsyncExitStack() as stack:
+                feed = await open_feed(http, stack, world.alice)
+                client.revoke_token(world.alice_token_id)
+                with pytest.raises(AssertionError, match="the feed ended"):
+                    await asyncio.wait_for(feed.next_event(), DEADLINE)
