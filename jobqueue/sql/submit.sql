@@ -213,8 +213,14 @@ DECLARE
 BEGIN
     v_subs := ARRAY(SELECT p FROM jobqueue._parse_submissions(submit_jobs.jobs, actor) AS p);
 
-    -- Dependencies must exist in the same organization and not have failed; they are
-    -- share-locked, so none can end between this check and the insert.
+    -- Dependencies must exist in the same organization and not have failed. They are
+    -- share-locked first and checked in the next statement, whose snapshot is taken after the
+    -- lock: a dependency that ended while this call waited for its lock is seen as ended (a
+    -- dependent of a job that died meanwhile would otherwise wait forever), and none can end
+    -- between the check and the insert.
+    PERFORM FROM jobqueue.job AS j
+    WHERE j.id IN (SELECT unnest(s.depends_on) FROM unnest(v_subs) AS s)
+    ORDER BY j.id FOR SHARE;
     SELECT s.ord, d.dep, j.organization_id AS dep_org, j.status AS dep_status,
            s.organization_id
     INTO v_bad
@@ -233,9 +239,6 @@ BEGIN
         RAISE EXCEPTION 'jobs[%]: dependency % is already %', v_bad.ord - 1, v_bad.dep,
             v_bad.dep_status USING ERRCODE = 'JQV04';
     END IF;
-    PERFORM FROM jobqueue.job AS j
-    WHERE j.id IN (SELECT unnest(s.depends_on) FROM unnest(v_subs) AS s)
-    ORDER BY j.id FOR SHARE;
 
     -- Status, the dedup window, and an id for every job that is new.
     v_subs := ARRAY(

@@ -8,7 +8,7 @@ import threading
 import pytest
 from psycopg.types.json import Jsonb
 
-from jobqueue import db
+from jobqueue import db, errors
 from jobqueue.client import Client
 from jobqueue.states import JobStatus
 from tests.factories import finish_job, make_job_type, run_job, start_job
@@ -153,3 +153,61 @@ def test_concurrent_completion_of_the_last_two_dependencies_releases(
         assert [setup.get_job(d.id).status for d in deps] == [JobStatus.COMPLETED] * 2
         assert setup.get_job(child.id).status is JobStatus.QUEUED, f"round {round_number}"
         assert vehicles(dsn, child.id) == 1
+
+
+@pytest.mark.parametrize("outcome", ["completed", "dead"])
+def test_submit_racing_the_end_of_its_dependency(setup: Client, dsn: str, outcome: str) -> None:
+    """A dependent submitted while its dependency ends must never be left waiting on a job
+    that has already ended: it is queued (completed), or canceled or refused (dead)."""
+    for round_number in range(ROUNDS):
+        dep = setup.submit_job("fragile", {"r": round_number}, organization="acme")
+        attempt = start_job(dsn, dep.id)
+        barrier = threading.Barrier(2)
+        results: list[object] = []
+
+        def end(
+            barrier: threading.Barrier = barrier,
+            dep_id: int = dep.id,
+            attempt: int = attempt,
+            results: list[object] = results,
+        ) -> None:
+            try:
+                barrier.wait(timeout=30)
+                finish_job(
+                    dsn, dep_id, attempt, "completed" if outcome == "completed" else "failed"
+                )
+            except BaseException as exc:
+                results.append(exc)
+
+        def submit(
+            barrier: threading.Barrier = barrier,
+            dep_id: int = dep.id,
+            results: list[object] = results,
+            round_number: int = round_number,
+        ) -> None:
+            try:
+                with db.connect(dsn, autocommit=True) as conn:
+                    barrier.wait(timeout=30)
+                    results.append(
+                        Client(connection=conn).submit_job(
+                            "child", {"r": round_number}, organization="acme", depends_on=[dep_id]
+                        )
+                    )
+            except BaseException as exc:
+                results.append(exc)
+
+        threads = [threading.Thread(target=end), threading.Thread(target=submit)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert len(results) == 1, results
+        assert setup.get_job(dep.id).status == outcome
+        (result,) = results
+        if isinstance(result, errors.InvalidDependency):
+            assert outcome == "dead"
+            continue
+        assert not isinstance(result, BaseException), result
+        child = setup.get_job(result.id)  # type: ignore[attr-defined]
+        expected = JobStatus.QUEUED if outcome == "completed" else JobStatus.CANCELED
+        assert child.status is expected, f"round {round_number}: {child.status}"
