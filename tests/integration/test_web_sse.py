@@ -240,3 +240,35 @@ async def test_a_revoked_token_ends_its_feed(dsn: str, world: World, client: Cli
                 client.revoke_token(world.alice_token_id)
                 with pytest.raises(AssertionError, match="the feed ended"):
                     await asyncio.wait_for(feed.next_event(), DEADLINE)
+
+
+async def test_a_removed_member_stops_receiving_that_organizations_events(
+    dsn: str, world: World, client: Client
+) -> None:
+    import contextlib
+    import time
+
+    from tests.factories import make_org_with_member
+
+    make_org_with_member(client, "org-c", "alice")
+    with running_server(settings_for(dsn, sse_refresh_seconds=0.2)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as http:
+            async with contextlib.AsyncExitStack() as stack:
+                feed = await open_feed(http, stack, world.alice)
+                client.remove_member("alice", "org-a")
+                deadline = time.monotonic() + DEADLINE
+                # Until the feed's next refresh, org-a's events may still arrive; after it,
+                # an org-a event followed by an org-c one shows up as the org-c one alone.
+                for n in range(10, 10_000, 2):  # distinct params: no deduplication
+                    submit(client, "org-a", n)
+                    marker = submit(client, "org-c", n + 1)
+                    event = await asyncio.wait_for(feed.next_event(), DEADLINE)
+                    if event["org"] == "org-c":
+                        assert event["job"] == marker
+                        break
+                    assert time.monotonic() < deadline
+                    while (await asyncio.wait_for(feed.next_event(), DEADLINE))["job"] != marker:
+                        pass
+                submit(client, "org-a", 3)
+                last = submit(client, "org-c", 4)  # n=3 and 4 were never used above
+                assert (await asyncio.wait_for(feed.next_event(), DEADLINE))["job"] == last
