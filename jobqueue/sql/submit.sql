@@ -268,7 +268,10 @@ BEGIN
                s.job_hash, s.max_retries, s.timeout, s.run_at, actor
         FROM unnest(v_subs) AS s
         WHERE NOT s.duplicate
-        ORDER BY s.ord
+        -- Hash order, not input order: a conflicting insert waits for the other transaction's
+        -- row, and two batches naming the same jobs in different orders would wait for each
+        -- other. Within a batch the first of equal hashes still wins (its id is the lower).
+        ORDER BY s.job_hash, s.ord
         ON CONFLICT (job_hash) WHERE status IN ('waiting', 'queued', 'running', 'retrying')
             DO NOTHING
         RETURNING id

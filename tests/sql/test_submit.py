@@ -411,3 +411,61 @@ def test_concurrent_submit_connections_are_plain(dsn: str) -> None:
             "SELECT status, duplicate FROM jobqueue.submit_job('echo', '{}', 'acme')"
         ).fetchone()
     assert row == ("queued", False)
+
+
+def test_overlapping_batches_in_opposite_orders_do_not_deadlock(client: Client, dsn: str) -> None:
+    client.create_organization("acme")
+    make_job_type(client)
+    for round_number in range(5):
+        items = [
+            {"job_type": "echo", "organization": "acme", "params": {"r": round_number, "i": i}}
+            for i in range(200)
+        ]
+        results = run_concurrently(
+            dsn, 4, lambda c, n, items=items: c.submit_jobs(items if n % 2 else items[::-1])
+        )
+        assert not [r for r in results if isinstance(r, BaseException)], results
+        id_sets = [sorted(j.id for j in r) for r in results]
+        assert all(ids == id_sets[0] for ids in id_sets)
+        assert sum(not j.duplicate for r in results for j in r) == 200
+    assert row_counts(dsn)["jobqueue.job"] == 1000
+
+
+def test_duplicates_do_not_count_against_the_rate_limit(client: Client, dsn: str) -> None:
+    client.create_organization("acme")
+    make_job_type(client, rate_limit=1, rate_period=timedelta(hours=1))
+    results = run_concurrently(
+        dsn, 20, lambda c, _: c.submit_job("echo", {"same": 1}, organization="acme")
+    )
+    assert all(isinstance(r, Job) for r in results), results
+    assert sorted(r.duplicate for r in results) == [False] + [True] * 19
+
+
+def test_a_batch_over_the_rate_limit_is_refused_whole(client: Client, dsn: str) -> None:
+    client.create_organization("acme")
+    make_job_type(client, rate_limit=5, rate_period=timedelta(hours=1))
+    client.submit_job("echo", {"first": 1}, organization="acme")
+    before = row_counts(dsn)
+    with pytest.raises(errors.RateLimited):
+        client.submit_jobs(
+            [{"job_type": "echo", "organization": "acme", "params": {"n": n}} for n in range(5)]
+        )
+    assert row_counts(dsn) == before
+    # The refused batch took its increments back: four more still fit.
+    assert (
+        len(
+            client.submit_jobs(
+                [{"job_type": "echo", "organization": "acme", "params": {"n": n}} for n in range(4)]
+            )
+        )
+        == 4
+    )
+
+
+def test_same_params_in_two_organizations_are_two_jobs(client: Client) -> None:
+    client.create_organization("acme")
+    client.create_organization("globex")
+    make_job_type(client)
+    a = client.submit_job("echo", {"x": 1}, organization="acme")
+    b = client.submit_job("echo", {"x": 1}, organization="globex")
+    assert a.id != b.id and not b.duplicate
