@@ -7,17 +7,15 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-BIGINT_MAX = 2**63 - 1
-INT32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
-JOB_ID = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
-TIMESTAMP = {"type": "string", "format": "date-time"}
-SECONDS = {"type": "number", "minimum": 0, "maximum": 10 * 365 * 86400}
-NAME = {"type": "string", "minLength": 1}
-STATUSES = ["waiting", "queued", "running", "completed", "retrying", "dead", "canceled"]
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
+from jobqueue.openapi_schemas import (
+    BIGINT_MAX,
+    JOB_ID,
+    NAME,
+    SCHEMAS,
+    STATUSES,
+    TIMESTAMP,
+    nullable,
+)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -78,145 +76,6 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 JOB_PATH_PARAM = {"name": "job_id", "in": "path", "required": True, "schema": JOB_ID}
 
-SCHEMAS: dict[str, Any] = {
-    "Problem": {
-        "type": "object",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "code": {"type": "string", "description": "The engine's SQLSTATE (class JQ)."},
-            "errors": {"type": "object", "description": "Machine-readable details."},
-        },
-    },
-    "Job": {
-        "type": "object",
-        "required": [
-            "id",
-            "job_type",
-            "organization",
-            "queue",
-            "status",
-            "priority",
-            "params",
-            "attempt",
-            "max_retries",
-            "timeout",
-            "run_at",
-            "created_at",
-            "depends_on",
-            "duplicate",
-            "cancel_requested",
-        ],
-        "properties": {
-            "id": JOB_ID,
-            "job_type": {"type": "string"},
-            "organization": {"type": "string"},
-            "queue": {"type": "string"},
-            "status": {"type": "string", "enum": STATUSES},
-            "priority": {"type": "integer"},
-            "params": {"type": "object"},
-            "attempt": {"type": "integer"},
-            "max_retries": {"type": "integer"},
-            "timeout": {"type": "number", "description": "Seconds."},
-            "run_at": TIMESTAMP,
-            "next_retry_at": _nullable(TIMESTAMP),
-            "progress": _nullable({"type": "integer"}),
-            "progress_message": _nullable({"type": "string"}),
-            "result": {},
-            "last_error": _nullable({"type": "string"}),
-            "cancel_requested": {"type": "boolean"},
-            "created_by": _nullable({"type": "string"}),
-            "created_at": TIMESTAMP,
-            "started_at": _nullable(TIMESTAMP),
-            "finished_at": _nullable(TIMESTAMP),
-            "updated_at": TIMESTAMP,
-            "depends_on": {"type": "array", "items": {"type": "integer"}},
-            "duplicate": {"type": "boolean"},
-        },
-    },
-    "SubmitJob": {
-        "type": "object",
-        "required": ["job_type", "organization"],
-        "additionalProperties": False,
-        "properties": {
-            "job_type": NAME,
-            "organization": NAME,
-            "params": {"type": "object"},
-            "priority": _nullable(INT32),
-            "run_at": _nullable(TIMESTAMP),
-            "depends_on": _nullable({"type": "array", "items": JOB_ID}),
-            "dedup": {"type": "boolean", "default": True},
-        },
-    },
-    "Attempt": {
-        "type": "object",
-        "required": ["attempt", "organization", "job_type", "started_at", "outcome"],
-        "properties": {
-            "attempt": {"type": "integer"},
-            "organization": {"type": "string"},
-            "job_type": {"type": "string"},
-            "worker_id": _nullable({"type": "integer"}),
-            "started_at": TIMESTAMP,
-            "finished_at": _nullable(TIMESTAMP),
-            "duration_ms": _nullable({"type": "number"}),
-            "outcome": _nullable({"type": "string"}),
-            "error": _nullable({"type": "string"}),
-            "traceback": _nullable({"type": "string"}),
-            "late_outcome": _nullable({"type": "object"}),
-        },
-    },
-    "JobType": {
-        "type": "object",
-        "required": ["name", "handler", "queue", "priority", "timeout", "max_retries", "enabled"],
-        "properties": {
-            "name": {"type": "string"},
-            "handler": {"type": "string"},
-            "queue": {"type": "string"},
-            "priority": {"type": "integer"},
-            "timeout": {"type": "number"},
-            "max_retries": {"type": "integer"},
-            "backoff_base": {"type": "number"},
-            "backoff_max": {"type": "number"},
-            "dedup_window": _nullable({"type": "number"}),
-            "rate_limit": _nullable({"type": "integer"}),
-            "rate_period": _nullable({"type": "number"}),
-            "enabled": {"type": "boolean"},
-            "created_at": TIMESTAMP,
-            "updated_at": TIMESTAMP,
-        },
-    },
-    "RegisterJobType": {
-        "type": "object",
-        "required": ["name", "handler"],
-        "additionalProperties": False,
-        "properties": {
-            "name": NAME,
-            "handler": {**NAME, "description": "module.path:function"},
-            "queue": NAME,
-            "priority": INT32,
-            "max_retries": INT32,
-            "timeout": SECONDS,
-            "backoff_base": SECONDS,
-            "backoff_max": SECONDS,
-            "dedup_window": _nullable(SECONDS),
-            "rate_limit": _nullable(INT32),
-            "rate_period": _nullable(SECONDS),
-            "enabled": {"type": "boolean"},
-        },
-    },
-    "Organization": {
-        "type": "object",
-        "required": ["id", "organization", "created_at"],
-        "properties": {
-            "id": {"type": "integer"},
-            "organization": {"type": "string"},
-            "created_at": TIMESTAMP,
-        },
-    },
-}
 
 _JOB = _json(_ref("Job"), "The job.")
 
@@ -281,7 +140,7 @@ PATHS: dict[str, Any] = {
                     "required": ["jobs", "next_cursor"],
                     "properties": {
                         "jobs": {"type": "array", "items": _ref("Job")},
-                        "next_cursor": _nullable({"type": "string"}),
+                        "next_cursor": nullable({"type": "string"}),
                     },
                 },
                 "One page.",

@@ -1,0 +1,158 @@
+"""The component schemas of the OpenAPI document: the JSON shapes of the API's records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+BIGINT_MAX = 2**63 - 1
+INT32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
+JOB_ID = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+SECONDS = {"type": "number", "minimum": 0, "maximum": 10 * 365 * 86400}
+NAME = {"type": "string", "minLength": 1}
+STATUSES = ["waiting", "queued", "running", "completed", "retrying", "dead", "canceled"]
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string", "description": "The engine's SQLSTATE (class JQ)."},
+            "errors": {"type": "object", "description": "Machine-readable details."},
+        },
+    },
+    "Job": {
+        "type": "object",
+        "required": [
+            "id",
+            "job_type",
+            "organization",
+            "queue",
+            "status",
+            "priority",
+            "params",
+            "attempt",
+            "max_retries",
+            "timeout",
+            "run_at",
+            "created_at",
+            "depends_on",
+            "duplicate",
+            "cancel_requested",
+        ],
+        "properties": {
+            "id": JOB_ID,
+            "job_type": {"type": "string"},
+            "organization": {"type": "string"},
+            "queue": {"type": "string"},
+            "status": {"type": "string", "enum": STATUSES},
+            "priority": {"type": "integer"},
+            "params": {"type": "object"},
+            "attempt": {"type": "integer"},
+            "max_retries": {"type": "integer"},
+            "timeout": {"type": "number", "description": "Seconds."},
+            "run_at": TIMESTAMP,
+            "next_retry_at": nullable(TIMESTAMP),
+            "progress": nullable({"type": "integer"}),
+            "progress_message": nullable({"type": "string"}),
+            "result": {},
+            "last_error": nullable({"type": "string"}),
+            "cancel_requested": {"type": "boolean"},
+            "created_by": nullable({"type": "string"}),
+            "created_at": TIMESTAMP,
+            "started_at": nullable(TIMESTAMP),
+            "finished_at": nullable(TIMESTAMP),
+            "updated_at": TIMESTAMP,
+            "depends_on": {"type": "array", "items": {"type": "integer"}},
+            "duplicate": {"type": "boolean"},
+        },
+    },
+    "SubmitJob": {
+        "type": "object",
+        "required": ["job_type", "organization"],
+        "additionalProperties": False,
+        "properties": {
+            "job_type": NAME,
+            "organization": NAME,
+            "params": {"type": "object"},
+            "priority": nullable(INT32),
+            "run_at": nullable(TIMESTAMP),
+            "depends_on": nullable({"type": "array", "items": JOB_ID}),
+            "dedup": {"type": "boolean", "default": True},
+        },
+    },
+    "Attempt": {
+        "type": "object",
+        "required": ["attempt", "organization", "job_type", "started_at", "outcome"],
+        "properties": {
+            "attempt": {"type": "integer"},
+            "organization": {"type": "string"},
+            "job_type": {"type": "string"},
+            "worker_id": nullable({"type": "integer"}),
+            "started_at": TIMESTAMP,
+            "finished_at": nullable(TIMESTAMP),
+            "duration_ms": nullable({"type": "number"}),
+            "outcome": nullable({"type": "string"}),
+            "error": nullable({"type": "string"}),
+            "traceback": nullable({"type": "string"}),
+            "late_outcome": nullable({"type": "object"}),
+        },
+    },
+    "JobType": {
+        "type": "object",
+        "required": ["name", "handler", "queue", "priority", "timeout", "max_retries", "enabled"],
+        "properties": {
+            "name": {"type": "string"},
+            "handler": {"type": "string"},
+            "queue": {"type": "string"},
+            "priority": {"type": "integer"},
+            "timeout": {"type": "number"},
+            "max_retries": {"type": "integer"},
+            "backoff_base": {"type": "number"},
+            "backoff_max": {"type": "number"},
+            "dedup_window": nullable({"type": "number"}),
+            "rate_limit": nullable({"type": "integer"}),
+            "rate_period": nullable({"type": "number"}),
+            "enabled": {"type": "boolean"},
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+        },
+    },
+    "RegisterJobType": {
+        "type": "object",
+        "required": ["name", "handler"],
+        "additionalProperties": False,
+        "properties": {
+            "name": NAME,
+            "handler": {**NAME, "description": "module.path:function"},
+            "queue": NAME,
+            "priority": INT32,
+            "max_retries": INT32,
+            "timeout": SECONDS,
+            "backoff_base": SECONDS,
+            "backoff_max": SECONDS,
+            "dedup_window": nullable(SECONDS),
+            "rate_limit": nullable(INT32),
+            "rate_period": nullable(SECONDS),
+            "enabled": {"type": "boolean"},
+        },
+    },
+    "Organization": {
+        "type": "object",
+        "required": ["id", "organization", "created_at"],
+        "properties": {
+            "id": {"type": "integer"},
+            "organization": {"type": "string"},
+            "created_at": TIMESTAMP,
+        },
+    },
+}
