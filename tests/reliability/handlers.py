@@ -49,7 +49,7 @@ async def _log(ctx: JobContext, phase: str) -> None:
         )
 
 
-async def tracked(ctx: JobContext, max_ms: int = 20) -> int:
+async def tracked(ctx: JobContext, max_ms: int = 20, n: int = 0) -> int:
     """Log the attempt's start, work for a random while, log its end."""
     await _log(ctx, "started")
     await asyncio.sleep(random.uniform(0, max_ms) / 1000)
