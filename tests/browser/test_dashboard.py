@@ -4,11 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.browser.conftest import SCREENSHOTS, Site, sign_in
 
 pytestmark = pytest.mark.browser
+
+
+def _row_ids(page: Any) -> list[int]:
+    """The job ids of the table's rows, read at one instant (the table updates live)."""
+    ids: list[int] = page.eval_on_selector_all(
+        "#jobs-table tbody tr[data-job-id]", "rows => rows.map((r) => +r.dataset.jobId)"
+    )
+    return ids
+
+
+def test_jobs_table_shows_new_jobs_and_their_progress_live(site: Site, page: Any) -> None:
+    token = site.token("ada", ["acme"])
+    sign_in(page, site.url, token)
+    page.goto(f"{site.url}/jobs?organization=acme")
+    page.evaluate("window.__sameDocument = true")
+    job = site.client.submit_job("demo.sleep", {"seconds": 2, "steps": 2}, organization="acme")
+    row = f"#jobs-table tr[data-job-id='{job.id}']"
+    page.wait_for_selector(row)
+    page.wait_for_selector(f"{row} .badge.completed")
+    assert page.locator(f"{row} .progress").inner_text() == "100%"
+    assert page.evaluate("window.__sameDocument") is True
 
 
 def test_progress_bar_moves_to_100_without_a_reload(site: Site, page: Any) -> None:
@@ -63,8 +85,7 @@ def test_a_user_of_org_a_sees_none_of_org_b(site: Site, page: Any) -> None:
     theirs = [site.client.submit_job("demo.echo", {"n": n}, organization="org-b") for n in range(4)]
     sign_in(page, site.url, alice)
     page.goto(f"{site.url}/jobs")
-    rows = page.locator("#jobs-table tbody tr[data-job-id]")
-    ids = {int(rows.nth(i).get_attribute("data-job-id")) for i in range(rows.count())}
+    ids = set(_row_ids(page))
     assert ids == {j.id for j in mine}
     assert "org-b" not in page.content()
     options = page.locator("#filter-org option").all_inner_texts()
@@ -107,3 +128,32 @@ def test_overview_screenshot_with_live_traffic(site: Site, page: Any) -> None:
     page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
     page.goto(f"{site.url}/workers")
     page.wait_for_selector("#workers-table a.badge.running")
+
+
+def test_jobs_table_pages_through_100000_jobs(site: Site, page: Any, dsn: str) -> None:
+    token = site.token("ada", ["big"])
+    site.token("eve", ["small"])
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO jobqueue.job (job_type, organization_id, queue, status, priority,"
+            " max_retries, timeout, finished_at, params)"
+            " SELECT 'demo.echo', o.id, 'default',"
+            "        (CASE WHEN n % 10 = 0 THEN 'dead' ELSE 'completed' END)::jobqueue.job_status,"
+            "        0, 3, interval '1 minute', now(), jsonb_build_object('n', n)"
+            " FROM generate_series(1, 100000) AS n, jobqueue.organization AS o"
+            " WHERE o.name = 'big'"
+        )
+    sign_in(page, site.url, token)
+    page.goto(f"{site.url}/jobs?status=dead&organization=big")
+    first_page = _row_ids(page)
+    assert len(first_page) == 50 and first_page == sorted(first_page, reverse=True)
+    page.click("#next-page")
+    page.wait_for_url("**before_id=*")
+    second = _row_ids(page)
+    assert len(second) == 50 and max(second) < min(first_page)
+    assert all(s == "dead" for s in page.locator("#jobs-table .status").all_inner_texts())
+    # The overview counts the 100,000 jobs.
+    page.goto(f"{site.url}/")
+    page.wait_for_function(
+        "() => +document.querySelector('#counts [data-status=completed] b')?.textContent === 90000"
+    )
