@@ -134,6 +134,12 @@ BEGIN
                   SELECT FROM jobqueue.job AS a
                   WHERE a.job_hash = c.job_hash
                     AND a.status IN ('waiting', 'queued', 'running', 'retrying')))
+              -- A job whose dependencies have not all completed stays as it is (the lifecycle
+              -- trigger refuses to run it ahead of them).
+              AND NOT EXISTS (
+                  SELECT FROM jobqueue.job_dependency AS d
+                  JOIN jobqueue.job AS dep ON dep.id = d.depends_on_id
+                  WHERE d.job_id = c.id AND dep.status <> 'completed')
             ORDER BY coalesce(c.job_hash, int8send(c.id)), c.id DESC)
           AND j.status IN ('dead', 'canceled');
         GET DIAGNOSTICS v_retried = ROW_COUNT;

@@ -12,7 +12,8 @@
 -- Locks:     cancel_job and retry_job take the job's row lock (FOR UPDATE); vehicles are
 --            dropped with SKIP LOCKED, so a worker fetching one concurrently never deadlocks.
 -- Raises:    JQT01 illegal transition, JQN01 job not visible, JQC01 retry of a job whose
---            identical twin (same dedup hash) is active.
+--            identical twin (same dedup hash) is active, JQV04 retry of a job with a
+--            dependency that has not completed.
 -- Events:    one event row per status change ('submitted' on insert, else the transition's
 --            event); the event table's trigger sends the NOTIFY (events.sql).
 
@@ -89,6 +90,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_illegal record;
+    v_unmet record;
     v_completed bigint[];
     v_ended bigint[];
 BEGIN
@@ -105,6 +107,24 @@ BEGIN
             USING ERRCODE = 'JQT01',
                   DETAIL = format('{"job_id": %s, "from": "%s", "to": "%s"}',
                                   v_illegal.id, v_illegal.from_status, v_illegal.to_status);
+    END IF;
+
+    -- A manual retry never runs a job ahead of its dependencies (there is no way back to
+    -- waiting): each must have completed. Retry a failed dependency first; its dependents,
+    -- canceled by its failure, are retried once it has completed.
+    SELECT n.id, d.depends_on_id, dep.status INTO v_unmet
+    FROM old_rows AS o
+    JOIN new_rows AS n USING (id)
+    JOIN jobqueue.job_dependency AS d ON d.job_id = n.id
+    JOIN jobqueue.job AS dep ON dep.id = d.depends_on_id
+    WHERE o.status IN ('dead', 'canceled') AND n.status = 'queued' AND dep.status <> 'completed'
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'job % cannot be retried: its dependency % is %',
+            v_unmet.id, v_unmet.depends_on_id, v_unmet.status
+            USING ERRCODE = 'JQV04',
+                  DETAIL = format('{"job_id": %s, "depends_on": %s, "status": "%s"}',
+                                  v_unmet.id, v_unmet.depends_on_id, v_unmet.status);
     END IF;
 
     INSERT INTO jobqueue.event (organization_id, job_id, type, data)
@@ -277,4 +297,4 @@ $$;
 COMMENT ON FUNCTION jobqueue.cancel_job(bigint, text) IS
     'cancel_job(job_id, actor): waiting/queued/retrying -> canceled at once; a running job gets a cancel request its handler sees; JQT01 for an ended job.';
 COMMENT ON FUNCTION jobqueue.retry_job(bigint, text) IS
-    'retry_job(job_id, actor): dead/canceled -> queued with fresh attempts; JQT01 from any other status; JQC01 while an identical job is active.';
+    'retry_job(job_id, actor): dead/canceled -> queued with fresh attempts; JQT01 from any other status; JQC01 while an identical job is active; JQV04 while a dependency has not completed.';
