@@ -211,3 +211,41 @@ def test_submit_racing_the_end_of_its_dependency(setup: Client, dsn: str, outcom
         child = setup.get_job(result.id)  # type: ignore[attr-defined]
         expected = JobStatus.QUEUED if outcome == "completed" else JobStatus.CANCELED
         assert child.status is expected, f"round {round_number}: {child.status}"
+
+
+def test_cancel_racing_the_release_of_a_dependent(setup: Client, dsn: str) -> None:
+    for round_number in range(ROUNDS):
+        dep = setup.submit_job("dep", {"cr": round_number}, organization="acme")
+        child = setup.submit_job(
+            "child", {"cr": round_number}, organization="acme", depends_on=[dep.id]
+        )
+        attempt = start_job(dsn, dep.id)
+        barrier = threading.Barrier(2)
+        failures: list[BaseException] = []
+
+        def body(
+            call: object,
+            barrier: threading.Barrier = barrier,
+            failures: list[BaseException] = failures,
+        ) -> None:
+            try:
+                barrier.wait(timeout=30)
+                call()  # type: ignore[operator]
+            except BaseException as exc:
+                failures.append(exc)
+
+        def cancel(child_id: int = child.id) -> None:
+            with db.connect(dsn, autocommit=True) as conn:
+                Client(connection=conn).cancel_job(child_id)
+
+        def complete(dep_id: int = dep.id, attempt: int = attempt) -> None:
+            finish_job(dsn, dep_id, attempt)
+
+        threads = [threading.Thread(target=body, args=(c,)) for c in (cancel, complete)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not failures, failures
+        assert setup.get_job(child.id).status is JobStatus.CANCELED, f"round {round_number}"
+        assert vehicles(dsn, child.id) == 0

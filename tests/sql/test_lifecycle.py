@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from itertools import product
 from typing import Any
@@ -329,3 +330,48 @@ def test_completion_after_a_failure_keeps_the_last_error_as_history(
         ("failed", "first try broke"),
         ("completed", None),
     ]
+
+
+def race(first: Callable[[], object], second: Callable[[], object]) -> None:
+    """Run two calls at the same moment on their own threads; re-raise what either raised."""
+    barrier = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def body(call: Callable[[], object]) -> None:
+        try:
+            barrier.wait(timeout=30)
+            call()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=body, args=(c,)) for c in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not failures, failures
+
+
+def test_cancel_racing_a_failure_ends_canceled_without_a_waiting_vehicle(
+    setup: Client, dsn: str
+) -> None:
+    for round_number in range(15):
+        job = setup.submit_job("echo", {"round": round_number}, organization="acme")
+        attempt = start_job(dsn, job.id)
+
+        def cancel(job_id: int = job.id) -> None:
+            with db.connect(dsn, autocommit=True) as conn:
+                Client(connection=conn).cancel_job(job_id)
+
+        race(
+            cancel,
+            lambda job_id=job.id, attempt=attempt: finish_job(dsn, job_id, attempt, "failed"),
+        )
+        assert setup.get_job(job.id).status is JobStatus.CANCELED, f"round {round_number}"
+        with db.connect(dsn) as conn:
+            waiting = conn.execute(
+                "SELECT count(*) FROM procrastinate.procrastinate_jobs"
+                " WHERE queueing_lock = %s AND status = 'todo'",
+                (f"jobqueue:{job.id}",),
+            ).fetchone()
+        assert waiting == (0,)
