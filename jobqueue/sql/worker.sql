@@ -147,6 +147,17 @@ BEGIN
     IF outcomes IS NULL OR jsonb_typeof(outcomes) <> 'array' THEN
         RAISE EXCEPTION 'outcomes must be a JSON array' USING ERRCODE = 'JQV03';
     END IF;
+    -- Lock the batch's jobs and the waiting dependents their ends may release or cancel, all
+    -- in one id order, before changing any: two workers whose batches share dependents would
+    -- otherwise lock those dependents in crossing orders and deadlock.
+    PERFORM FROM jobqueue.job AS j
+    WHERE j.id IN (SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint))
+       OR (j.status = 'waiting' AND j.id IN (
+               SELECT d.job_id FROM jobqueue.job_dependency AS d
+               WHERE d.depends_on_id IN (
+                   SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint))))
+    ORDER BY j.id
+    FOR UPDATE;
     -- In job id order, so two workers finishing overlapping batches lock rows alike.
     FOR v_item IN
         SELECT x.* FROM jsonb_to_recordset(outcomes) AS x (

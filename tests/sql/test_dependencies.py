@@ -249,3 +249,50 @@ def test_cancel_racing_the_release_of_a_dependent(setup: Client, dsn: str) -> No
         assert not failures, failures
         assert setup.get_job(child.id).status is JobStatus.CANCELED, f"round {round_number}"
         assert vehicles(dsn, child.id) == 0
+
+
+def test_workers_finishing_batches_with_crossing_dependents_do_not_deadlock(
+    setup: Client, dsn: str
+) -> None:
+    """Worker 1 finishes a1, a2 and worker 2 b1, b2 at once, where one dependent waits on a1
+    and b2 and another on a2 and b1: both workers lock both dependents, which must happen in
+    one order."""
+    for round_number in range(10):
+        a1, a2, b1, b2 = (
+            setup.submit_job("dep", {"x": round_number, "i": i}, organization="acme")
+            for i in range(4)
+        )
+        crossing = [
+            setup.submit_job(
+                "child", {"x": round_number, "c": c}, organization="acme", depends_on=deps
+            )
+            for c, deps in enumerate([[a1.id, b2.id], [a2.id, b1.id]])
+        ]
+        attempts = {j.id: start_job(dsn, j.id) for j in (a1, a2, b1, b2)}
+        barrier = threading.Barrier(2)
+        failures: list[BaseException] = []
+
+        def finish_batch(
+            ids: list[int],
+            barrier: threading.Barrier = barrier,
+            failures: list[BaseException] = failures,
+            attempts: dict[int, int] = attempts,
+        ) -> None:
+            outcomes = [{"job_id": i, "attempt": attempts[i], "outcome": "completed"} for i in ids]
+            try:
+                with db.connect(dsn, autocommit=True) as conn:
+                    barrier.wait(timeout=30)
+                    conn.execute("SELECT * FROM jobqueue.finish_attempts(%s)", (Jsonb(outcomes),))
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [
+            threading.Thread(target=finish_batch, args=([a1.id, a2.id],)),
+            threading.Thread(target=finish_batch, args=([b1.id, b2.id],)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not failures, failures
+        assert [setup.get_job(c.id).status for c in crossing] == [JobStatus.QUEUED] * 2
