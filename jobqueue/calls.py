@@ -126,8 +126,11 @@ def submit_jobs(
 ) -> Call[list[models.Job]]:
     """Submit many jobs in one statement; one result per input, in order. Each item has the
     keys of :func:`submit_job` (``job_type``, ``params``, ``organization``, ...)."""
+    # Anything but a mapping goes to the database as it is, which names the bad element.
     encoded = [
         {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in job.items()}
+        if isinstance(job, dict)
+        else job
         for job in jobs
     ]
     return Call(

@@ -106,6 +106,7 @@ DECLARE
     v_max_params_bytes constant integer := 262144;
     v_max_batch constant integer := 50000;
     v_elem jsonb;
+    v_unknown_key text;
     v_ord bigint;
     v_type jobqueue.job_type;
     v_org_cache jsonb := '{}';
@@ -123,6 +124,19 @@ BEGIN
     IF jsonb_array_length(p_jobs) > v_max_batch THEN
         RAISE EXCEPTION 'at most % jobs per call, got %', v_max_batch, jsonb_array_length(p_jobs)
             USING ERRCODE = 'JQV06';
+    END IF;
+    -- A misspelt key ("priorty") would otherwise be ignored and the job run with defaults;
+    -- one query for the whole batch.
+    SELECT x.o, k INTO v_ord, v_unknown_key
+    FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS x (e, o),
+         jsonb_object_keys(CASE jsonb_typeof(x.e) WHEN 'object' THEN x.e ELSE '{}' END) AS k
+    WHERE k NOT IN ('job_type', 'organization', 'params', 'priority', 'run_at', 'depends_on',
+                    'dedup')
+    ORDER BY x.o
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'jobs[%]: unknown key "%"', v_ord - 1, left(v_unknown_key, 50)
+            USING ERRCODE = 'JQV03';
     END IF;
     FOR v_elem, v_ord IN SELECT e, o FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS x (e, o)
     LOOP
