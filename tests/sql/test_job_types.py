@@ -1,0 +1,69 @@
+"""register_job_type against real PostgreSQL: every bad definition is refused with JQV05 and
+changes nothing; a re-registration updates the type in place."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from jobqueue import errors
+from jobqueue.client import Client
+
+BAD_DEFINITIONS: dict[str, dict[str, Any]] = {
+    "rate limit without period": {"rate_limit": 5},
+    "rate period without limit": {"rate_period": timedelta(minutes=1)},
+    "zero rate limit": {"rate_limit": 0, "rate_period": timedelta(minutes=1)},
+    "zero rate period": {"rate_limit": 5, "rate_period": timedelta(0)},
+    "rate period over a day": {"rate_limit": 5, "rate_period": timedelta(days=2)},
+    "negative timeout": {"timeout": timedelta(seconds=-1)},
+    "zero timeout": {"timeout": timedelta(0)},
+    "backoff base over max": {
+        "backoff_base": timedelta(minutes=10),
+        "backoff_max": timedelta(seconds=1),
+    },
+    "negative retries": {"max_retries": -1},
+    "too many retries": {"max_retries": 101},
+    "priority out of range": {"priority": 1001},
+    "negative dedup window": {"dedup_window": timedelta(seconds=-5)},
+    "queue with spaces": {"queue": "bad queue;"},
+    "empty queue": {"queue": ""},
+    "handler not a path": {"handler": "not a path"},
+    "name with punctuation": {"name": "bad name!"},
+    "empty name": {"name": ""},
+    "injection in name": {"name": "x'); DROP TABLE jobqueue.job; --"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DEFINITIONS))
+def test_bad_definition_is_refused_and_changes_nothing(client: Client, dsn: str, case: str) -> None:
+    client.register_job_type("t", "jobqueue.tasks.demo:echo", max_retries=2)
+    args: dict[str, Any] = {"name": "t", "handler": "jobqueue.tasks.demo:echo"}
+    args |= BAD_DEFINITIONS[case]
+    with pytest.raises(errors.InvalidJobType):
+        client.register_job_type(**args)
+    [only] = client.list_job_types()
+    assert (only.name, only.max_retries, only.rate_limit, only.rate_period) == ("t", 2, None, None)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM jobqueue.job").fetchone()
+    assert row is not None and row[0] == 0
+
+
+def test_reregistration_updates_in_place(client: Client) -> None:
+    client.register_job_type("t", "jobqueue.tasks.demo:echo")
+    updated = client.register_job_type(
+        "t",
+        "jobqueue.tasks.demo:sleep",
+        queue="slow",
+        rate_limit=3,
+        rate_period=timedelta(minutes=1),
+        dedup_window=timedelta(hours=1),
+    )
+    assert (updated.handler, updated.queue, updated.rate_limit) == (
+        "jobqueue.tasks.demo:sleep",
+        "slow",
+        3,
+    )
+    assert [t.name for t in client.list_job_types()] == ["t"]
