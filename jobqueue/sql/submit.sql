@@ -301,8 +301,12 @@ BEGIN
                        s.run_at, s.depends_on, s.job_hash, s.max_retries, s.timeout,
                        s.dedup_window, s.status,
                        CASE WHEN s.job_id = ANY (v_conflicted)
+                            -- The active job it met; should that one have ended meanwhile,
+                            -- still the newest of that hash (never none, so rows stay aligned).
                             THEN (SELECT j.id FROM jobqueue.job AS j WHERE j.job_hash = s.job_hash
-                                  ORDER BY j.id DESC LIMIT 1)
+                                  ORDER BY j.status IN ('waiting', 'queued', 'running',
+                                                        'retrying') DESC, j.id DESC
+                                  LIMIT 1)
                             ELSE s.job_id END,
                        s.duplicate OR s.job_id = ANY (v_conflicted))::jobqueue.submission
             FROM unnest(v_subs) AS s ORDER BY s.ord);

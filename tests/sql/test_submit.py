@@ -469,3 +469,17 @@ def test_same_params_in_two_organizations_are_two_jobs(client: Client) -> None:
     a = client.submit_job("echo", {"x": 1}, organization="acme")
     b = client.submit_job("echo", {"x": 1}, organization="globex")
     assert a.id != b.id and not b.duplicate
+
+
+def test_a_duplicate_answers_with_the_active_job_not_a_newer_completed_one(
+    client: Client, dsn: str
+) -> None:
+    client.create_organization("acme")
+    make_job_type(client, max_retries=0)
+    old = client.submit_job("echo", {"k": 1}, organization="acme")
+    run_job(dsn, old.id, "failed")
+    newer = client.submit_job("echo", {"k": 1}, organization="acme")
+    run_job(dsn, newer.id)
+    client.retry_job(old.id)
+    again = client.submit_job("echo", {"k": 1}, organization="acme")
+    assert again.duplicate and again.id == old.id and again.status == "queued"
