@@ -1,74 +1,119 @@
-"""The printed table, the ratios jobqueue / peer, and the drain plot."""
+"""The printed table of a run, and the jobqueue/peer ratios."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
-COLUMNS = (
-    ("enqueue_single_per_s", "enqueue 1/tx /s", "{:,.0f}"),
-    ("enqueue_batch_per_s", "enqueue batch /s", "{:,.0f}"),
-    ("drain_1p_per_s", "drain 1p /s", "{:,.0f}"),
-    ("drain_2p_per_s", "drain 2p /s", "{:,.0f}"),
-    ("drain_4p_per_s", "drain 4p /s", "{:,.0f}"),
-    ("latency_p50_ms", "p50 ms", "{:.1f}"),
-    ("latency_p95_ms", "p95 ms", "{:.1f}"),
-    ("latency_p99_ms", "p99 ms", "{:.1f}"),
-    ("wal_bytes_per_job", "WAL B/job", "{:,.0f}"),
-    ("rows_written_per_job", "rows/job", "{:.1f}"),
-    ("commits_per_job", "commits/job", "{:.2f}"),
-    ("pressure_drain_per_s", "pressure drain /s", "{:,.0f}"),
-    ("pressure_dead_tuples", "pressure dead tup", "{:,.0f}"),
-    ("history_drain_per_s", "history drain /s", "{:,.0f}"),
-    ("history_enqueue_batch_per_s", "history enq batch /s", "{:,.0f}"),
-    ("history_list_jobs_ms", "history list_jobs ms", "{:.1f}"),
-    ("history_metrics_ms", "history metrics ms", "{:.1f}"),
-)
+Figures = dict[str, Any]
+SUBJECT = "jobqueue"
 
 
-def print_table(results: dict[str, dict[str, float]], processes: tuple[int, ...]) -> None:
-    systems = list(results)
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    digits: int
+    higher_is_better: bool
+
+    def get(self, figures: Figures) -> float | None:
+        value = figures.get(self.key)
+        return float(value) if isinstance(value, int | float) else None
+
+
+def metrics(processes: tuple[int, ...], batch_size: int) -> list[Metric]:
     rows = [
-        (label, key, fmt) for key, label, fmt in COLUMNS if any(key in results[s] for s in systems)
+        Metric("enqueue_single_per_s", "enqueue, 1 per transaction (jobs/s)", 0, True),
+        Metric("enqueue_batch_per_s", f"enqueue, batches of {batch_size:,} (jobs/s)", 0, True),
     ]
-    width = max(len(label) for label, _, _ in rows) + 2
-    print("\n" + "".ljust(width) + "".join(s.rjust(16) for s in systems))
-    for label, key, fmt in rows:
-        cells = [fmt.format(results[s][key]) if key in results[s] else "-" for s in systems]
-        print(label.ljust(width) + "".join(c.rjust(16) for c in cells))
-    if "jobqueue" not in results:
+    rows += [
+        Metric(f"drain_{p}p_per_s", f"drain, {p} process{'es' if p > 1 else ''} (jobs/s)", 0, True)
+        for p in processes
+    ]
+    return rows + [
+        Metric("latency_p50_ms", "pick-up latency p50 (ms)", 2, False),
+        Metric("latency_p95_ms", "pick-up latency p95 (ms)", 2, False),
+        Metric("latency_p99_ms", "pick-up latency p99 (ms)", 2, False),
+        Metric("history_enqueue_single_per_s", "history: enqueue, 1 per txn (jobs/s)", 0, True),
+        Metric("history_enqueue_batch_per_s", "history: enqueue, batches (jobs/s)", 0, True),
+        Metric("history_drain_per_s", "history: drain, 1 process (jobs/s)", 0, True),
+        Metric("rows_written_per_job", "rows written / job (enqueue + run)", 1, False),
+        Metric("wal_bytes_per_job", "WAL bytes / job (enqueue + run)", 0, False),
+        Metric("round_trips_per_job", "round trips / job (enqueue + run)", 2, False),
+        Metric("enqueue_batch_wal_bytes_per_job", "WAL bytes / job, batch enqueue", 0, False),
+        Metric("processing_wal_bytes_per_job", "WAL bytes / job, run only", 0, False),
+        Metric("processing_round_trips_per_job", "round trips / job, run only", 2, False),
+        Metric("pressure_drain_per_s", "pressure: drain, 1 process (jobs/s)", 0, True),
+        Metric("pressure_vs_drain", "pressure: throughput vs plain drain", 2, True),
+        Metric("pressure_dead_tuples", "pressure: dead tuples after", 0, False),
+        Metric("dead_tuples", "plain drain: dead tuples after", 0, False),
+    ]
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def table(
+    figures: dict[str, Figures], labels: dict[str, str], rows: list[Metric]
+) -> tuple[list[str], list[list[str]]]:
+    header = ["metric"] + [labels[name] for name in figures]
+    body = [
+        [m.label] + [_fmt(m.get(f), m.digits) for f in figures.values()]
+        for m in rows
+        if any(m.get(f) is not None for f in figures.values())
+    ]
+    return header, body
+
+
+def ratios(figures: dict[str, Figures], rows: list[Metric]) -> dict[str, dict[str, float]]:
+    """jobqueue / peer for every metric both have; empty when jobqueue has no figures."""
+    if SUBJECT not in figures:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for peer, theirs in figures.items():
+        if peer == SUBJECT:
+            continue
+        for m in rows:
+            a, b = m.get(figures[SUBJECT]), m.get(theirs)
+            if a is not None and b:
+                out.setdefault(peer, {})[m.key] = round(a / b, 3)
+    return out
+
+
+def ratio_table(
+    found: dict[str, dict[str, float]], labels: dict[str, str], rows: list[Metric]
+) -> tuple[list[str], list[list[str]]]:
+    peers = list(found)
+    header = ["metric (↑ more is better, ↓ less)"] + [labels[p] for p in peers]
+    body = []
+    for m in rows:
+        cells = [f"{found[p][m.key]:.2f}" if m.key in found[p] else "-" for p in peers]
+        if any(c != "-" for c in cells):
+            body.append([f"{m.label} {'↑' if m.higher_is_better else '↓'}"] + cells)
+    return header, body
+
+
+def print_table(title: str, header: list[str], body: list[list[str]]) -> None:
+    if not body:
         return
-    print("\nratio jobqueue / peer (higher is better for rates, lower for ms, bytes, rows)")
-    peers = [s for s in systems if s != "jobqueue"]
-    print("".ljust(width) + "".join(p.rjust(16) for p in peers))
-    for label, key, _ in rows:
-        mine = results["jobqueue"].get(key)
-        cells = []
-        for peer in peers:
-            theirs = results[peer].get(key)
-            cells.append(f"{mine / theirs:.2f}x" if mine is not None and theirs else "-")
-        print(label.ljust(width) + "".join(c.rjust(16) for c in cells))
-
-
-def write_plot(
-    results: dict[str, dict[str, float]], processes: tuple[int, ...], path: Path
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(7, 4))
-    width = 0.8 / max(len(results), 1)
-    for index, (system, values) in enumerate(results.items()):
-        xs = [p + (index - (len(results) - 1) / 2) * width for p in range(len(processes))]
-        ys = [values.get(f"drain_{p}p_per_s", 0.0) for p in processes]
-        axes.bar(xs, ys, width, label=system)
-    axes.set_xticks(
-        range(len(processes)), [f"{p} process{'es' if p > 1 else ''}" for p in processes]
-    )
-    axes.set_ylabel("no-op jobs drained per second")
-    axes.set_title("Drain throughput (concurrency 10 per process)")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+        print(f"\n{title}")
+        for row in [header, *body]:
+            print(
+                "  ".join(
+                    c.ljust(w) if i == 0 else c.rjust(w)
+                    for i, (c, w) in enumerate(zip(row, widths, strict=True))
+                )
+            )
+        return
+    table = Table(title=title, title_justify="left")
+    for i, column in enumerate(header):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in body:
+        table.add_row(*row)
+    Console(width=max(100, 44 + 15 * len(header))).print(table)

@@ -1,54 +1,31 @@
-"""``python -m bench.worker SYSTEM DSN CONCURRENCY [PICKUP_LOG]``: one worker process."""
+"""Worker process: ``python -m bench.worker SYSTEM --dsn DSN --concurrency N``.
+
+Prints ``ready`` once the adapter has built its worker, waits for a ``go`` line on stdin, then
+runs the worker until SIGTERM. The gate lets the harness start all workers of a measurement at
+the same moment, after their imports and set-up.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
+import argparse
 import sys
 
-
-async def run_jobqueue(dsn: str, concurrency: int) -> None:
-    from jobqueue.worker import run_worker_async
-
-    await run_worker_async(dsn, None, concurrency)
+from bench import systems
 
 
-async def run_procrastinate(dsn: str, concurrency: int) -> None:
-    from bench.systems.procrastinate_system import make_app
-
-    app = make_app(dsn)
-    async with app.open_async():
-        await app.run_worker_async(concurrency=concurrency)
+def _ready() -> None:
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit(0)
 
 
-async def run_pgqueuer(dsn: str, concurrency: int) -> None:
-    import psycopg
-    from pgqueuer import Job, Queries, QueueManager
-
-    from bench.handlers import record_start
-
-    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-    qm = QueueManager(Queries.from_psycopg_connection(conn))
-
-    @qm.entrypoint("noop")
-    async def noop(job: Job) -> None:
-        record_start(job.payload.decode() if job.payload else None)
-
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, qm.shutdown.set)
-    # PgQueuer claims in batches of 10 by default; its cap must be at least twice that.
-    await qm.run(batch_size=10, max_concurrent_tasks=max(concurrency, 20))
-
-
-RUNNERS = {"jobqueue": run_jobqueue, "procrastinate": run_procrastinate, "pgqueuer": run_pgqueuer}
-
-
-def main() -> None:
-    system, dsn, concurrency = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    if len(sys.argv) > 4:
-        os.environ["BENCH_PICKUP_LOG"] = sys.argv[4]
-    asyncio.run(RUNNERS[system](dsn, concurrency))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker")
+    parser.add_argument("system")
+    parser.add_argument("--dsn", required=True)
+    parser.add_argument("--concurrency", type=int, required=True)
+    args = parser.parse_args(argv)
+    systems.load(args.system).run_worker(args.dsn, args.concurrency, _ready)
 
 
 if __name__ == "__main__":

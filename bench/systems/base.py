@@ -1,54 +1,113 @@
-"""What every measured system provides; the scenarios only speak this interface.
+"""The adapter interface: what a job system provides to be measured.
 
-A worker runs in its own process (``python -m bench.worker SYSTEM DSN CONCURRENCY [LOG]``):
-its handler does nothing, or appends ``<key> <unix time>`` to LOG when it starts, which is how
-pick-up latency is measured the same way for every system.
+An adapter has three sides, and each runs in a process of its own:
+
+* the harness side runs in the ``python -m bench`` process. It answers questions about the
+  system's state with SQL on an observer connection (how many jobs are unfinished, how many
+  failed) and writes finished-job history for the history scenario;
+* the client side runs in a short-lived ``python -m bench.client`` process. It installs the
+  schema and enqueues jobs through the system's own API;
+* the worker side runs in ``python -m bench.worker`` processes. It runs the system's worker
+  with a no-op handler until the process receives SIGTERM.
+
+The client and worker sides run under ``interpreter()``, which need not be the harness's own
+Python. A module that defines an adapter imports the system's packages only inside methods,
+so the harness can list and skip systems that are not installed.
+
+Every handler calls :func:`bench.marks.job_started` with the job's key first thing: that is how
+the harness learns when a handler started (pick-up latency, start of a drain).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from abc import ABC, abstractmethod
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
+class Adapter:
+    """One job system under test. Subclass it and override what the system needs."""
 
-class System(ABC):
-    name: str = ""
+    #: Short name used on the command line (``--systems``) and in result files.
+    name: ClassVar[str] = ""
+    #: Name shown in tables and plots.
+    label: ClassVar[str] = ""
+    #: Distributions whose versions go into the result file.
+    packages: ClassVar[tuple[str, ...]] = ()
+    #: False for a system whose jobs live outside PostgreSQL: its database costs, history and
+    #: pressure results are reported as not applicable.
+    uses_postgres: ClassVar[bool] = True
 
-    def __init__(self, dsn: str):
-        self.dsn = dsn
+    # ---- harness side ------------------------------------------------------------------------
 
-    @abstractmethod
-    def install(self) -> None:
-        """Create the system's schema in the (empty) database."""
+    def unavailable(self) -> str | None:
+        """Why this system cannot be measured here, or None when it can."""
+        return None
 
-    @abstractmethod
-    def enqueue_one(self, conn: psycopg.Connection, key: int) -> None:
-        """Enqueue one no-op job in its own transaction (conn is autocommit)."""
+    def interpreter(self) -> str:
+        """The Python executable that runs the client and worker sides."""
+        return sys.executable
 
-    @abstractmethod
-    def enqueue_batch(self, conn: psycopg.Connection, keys: list[int]) -> None:
-        """Enqueue many no-op jobs with the system's batch API, in one transaction."""
+    def environment(self) -> dict[str, str]:
+        """Extra environment variables for client and worker processes."""
+        return {}
 
-    @abstractmethod
-    def unfinished(self, conn: psycopg.Connection) -> int:
-        """Jobs not yet finished in the database."""
+    async def reset(self) -> None:
+        """Clear state kept outside PostgreSQL before a measurement (a broker, a backend)."""
 
-    @abstractmethod
-    def add_history(self, conn: psycopg.Connection, count: int) -> None:
-        """Insert ``count`` already-finished jobs, as a long-running install would have."""
+    async def unfinished(self, conn: psycopg.AsyncConnection, enqueued: int) -> int:
+        """How many of the ``enqueued`` jobs are not finished yet (queued or running).
 
-    def start_worker(self, concurrency: int, log: Path | None = None) -> subprocess.Popen[bytes]:
-        args = [sys.executable, "-m", "bench.worker", self.name, self.dsn, str(concurrency)]
-        if log is not None:
-            args.append(str(log))
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        return subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO_ROOT
-        )
+        ``conn`` is an autocommit connection to the measurement's database. The harness calls
+        this every few milliseconds during a drain, so it must be cheap even with a million
+        finished jobs in the tables (use an index that covers only unfinished jobs).
+        """
+        raise NotImplementedError
+
+    async def failed(self, conn: psycopg.AsyncConnection) -> int:
+        """How many jobs ended in failure (called once after a drain)."""
+        raise NotImplementedError
+
+    async def add_history(self, conn: psycopg.AsyncConnection, count: int) -> None:
+        """Write ``count`` finished jobs the way the system leaves them after running them.
+
+        Plain SQL on ``conn`` (autocommit); the harness runs VACUUM ANALYZE afterwards.
+        """
+        raise NotImplementedError
+
+    # ---- client side -------------------------------------------------------------------------
+
+    async def install(self, dsn: str) -> None:
+        """Install the system's schema into the empty database at ``dsn``."""
+        raise NotImplementedError
+
+    async def open_client(self, dsn: str) -> None:
+        """Connect for enqueueing. Called once before any ``enqueue_*`` call."""
+        raise NotImplementedError
+
+    async def enqueue_one(self, key: int) -> None:
+        """Enqueue one no-op job with argument ``key``, in a transaction of its own."""
+        raise NotImplementedError
+
+    async def enqueue_batch(self, keys: Sequence[int]) -> None:
+        """Enqueue one job per key with a single call of the system's batch API."""
+        raise NotImplementedError
+
+    async def close_client(self) -> None:
+        """Release what ``open_client`` acquired."""
+
+    # ---- worker side -------------------------------------------------------------------------
+
+    def run_worker(self, dsn: str, concurrency: int, ready: Callable[[], None]) -> None:
+        """Run one worker process's worth of the system until SIGTERM, then return.
+
+        Build everything that can be built before running jobs (imports, app, pool), then call
+        ``ready()``: it blocks until the harness starts all workers of a measurement at once.
+        After it returns, start processing. ``concurrency`` is the number of jobs the process
+        may run at the same time. The handler is a no-op that calls
+        ``bench.marks.job_started(key)``.
+        """
+        raise NotImplementedError

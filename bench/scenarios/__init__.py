@@ -1,0 +1,19 @@
+"""The scenarios, in the order a run performs them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bench.context import Bench, System
+from bench.scenarios import cost, drain, enqueue, history, latency, pressure
+
+Scenario = Callable[[Bench, list[System]], Awaitable[None]]
+
+SCENARIOS: dict[str, Scenario] = {
+    enqueue.NAME: enqueue.run,
+    drain.NAME: drain.run,
+    latency.NAME: latency.run,
+    history.NAME: history.run,
+    cost.NAME: cost.run,
+    pressure.NAME: pressure.run,
+}

@@ -1,0 +1,122 @@
+"""jobqueue itself: ``AsyncClient.submit_job`` / ``submit_jobs`` and ``jobqueue.worker``.
+
+The system is skipped with a "not yet available" note when the engine's modules this adapter
+uses (``jobqueue.migrate``, ``jobqueue.client``, ``jobqueue.worker.runner``) cannot be
+imported. Jobs belong to one organization, ``bench``, and one job type, ``bench.noop``, with
+no retries; the handler is :func:`noop` below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from bench import marks
+from bench.systems.base import Adapter
+
+if TYPE_CHECKING:
+    import psycopg
+
+ORGANIZATION = "bench"
+JOB_TYPE = "bench.noop"
+HANDLER = "bench.systems.jobqueue:noop"
+ENGINE_MODULES = ("jobqueue.migrate", "jobqueue.client", "jobqueue.worker.runner")
+ACTIVE = "('waiting', 'queued', 'running', 'retrying')"
+
+
+async def noop(ctx: Any, k: int) -> None:
+    """The job type's handler."""
+    marks.job_started(k)
+
+
+class JobqueueAdapter(Adapter):
+    name = "jobqueue"
+    label = "jobqueue"
+    packages = ("jobqueue", "procrastinate", "psycopg")
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    def unavailable(self) -> str | None:
+        for module in ENGINE_MODULES:
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                return f"not yet available ({module} cannot be imported: {exc})"
+        return None
+
+    async def unfinished(self, conn: psycopg.AsyncConnection, enqueued: int) -> int:
+        # The predicate of job_active_idx: finished jobs are never visited.
+        cur = await conn.execute(f"SELECT count(*) FROM jobqueue.job WHERE status IN {ACTIVE}")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def failed(self, conn: psycopg.AsyncConnection) -> int:
+        cur = await conn.execute(
+            "SELECT count(*) FROM jobqueue.job WHERE status IN ('dead', 'canceled')"
+        )
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def add_history(self, conn: psycopg.AsyncConnection, count: int) -> None:
+        # A finished job keeps its row, one attempt row and its 'completed' event; its
+        # procrastinate vehicle is gone.
+        await conn.execute(
+            """
+            WITH org AS (SELECT id FROM jobqueue.organization WHERE name = %(org)s),
+            jobs AS (
+                INSERT INTO jobqueue.job (job_type, organization_id, queue, status, priority,
+                    params, attempt, max_retries, timeout, created_at, started_at, finished_at)
+                SELECT %(type)s, org.id, 'default', 'completed', 0,
+                       jsonb_build_object('k', -g), 1, 0, '5 minutes',
+                       now() - interval '2 days', now() - interval '2 days',
+                       now() - interval '2 days'
+                FROM org, generate_series(1, %(n)s) AS g
+                RETURNING id, organization_id, finished_at
+            ), attempts AS (
+                INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type,
+                    started_at, finished_at, outcome)
+                SELECT id, 1, organization_id, %(type)s, finished_at, finished_at, 'completed'
+                FROM jobs
+            )
+            INSERT INTO jobqueue.event (organization_id, job_id, type, created_at)
+            SELECT organization_id, id, 'completed', finished_at FROM jobs
+            """,
+            {"org": ORGANIZATION, "type": JOB_TYPE, "n": count},
+        )
+
+    async def install(self, dsn: str) -> None:
+        from jobqueue.client import AsyncClient
+        from jobqueue.migrate import migrate
+
+        await asyncio.to_thread(migrate, dsn)
+        client = await AsyncClient.connect(dsn, max_size=1)
+        async with client:
+            await client.create_organization(ORGANIZATION)
+            await client.register_job_type(JOB_TYPE, HANDLER, max_retries=0)
+
+    async def open_client(self, dsn: str) -> None:
+        from jobqueue.client import AsyncClient
+
+        self._client = await AsyncClient.connect(dsn, min_size=1, max_size=2)
+
+    async def enqueue_one(self, key: int) -> None:
+        await self._client.submit_job(JOB_TYPE, {"k": key}, organization=ORGANIZATION)
+
+    async def enqueue_batch(self, keys: Sequence[int]) -> None:
+        await self._client.submit_jobs(
+            [{"job_type": JOB_TYPE, "organization": ORGANIZATION, "params": {"k": k}} for k in keys]
+        )
+
+    async def close_client(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def run_worker(self, dsn: str, concurrency: int, ready: Callable[[], None]) -> None:
+        from jobqueue.worker.runner import run_worker_async
+
+        ready()
+        asyncio.run(run_worker_async(dsn, None, concurrency, install_signal_handlers=True))
