@@ -16,6 +16,9 @@ from jobqueue import errors
 SEARCH_PATH = "jobqueue, procrastinate, public"
 PROCRASTINATE_SCHEMA = "procrastinate"
 
+# SQLSTATE classes of a connection that failed or a server shutting down or starting up.
+CONNECTION_STATES = ("08", "57P")
+
 
 def dsn_from_env() -> str | None:
     """The database named by JOBQUEUE_DSN, else DATABASE_URL, else None."""
@@ -53,7 +56,11 @@ def translate(exc: psycopg.Error) -> Exception:
         invalid = errors.InvalidArgument(str(exc))
         invalid.__cause__ = exc
         return invalid
-    if isinstance(exc, psycopg.OperationalError):
+    # Only a lost or refused connection means the database is unavailable; a deadlock or a
+    # serialization failure is an OperationalError too, but the caller should see it as it is.
+    if isinstance(exc, psycopg.OperationalError) and (
+        exc.sqlstate is None or exc.sqlstate.startswith(CONNECTION_STATES)
+    ):
         unavailable = errors.DatabaseUnavailable(f"database unavailable: {exc}")
         unavailable.__cause__ = exc
         return unavailable

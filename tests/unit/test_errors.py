@@ -87,3 +87,21 @@ def test_transitions_cover_the_lifecycle() -> None:
     assert sources == set(JobStatus) - {JobStatus.COMPLETED}
     assert targets == set(JobStatus) - {JobStatus.WAITING}
     assert all(a != b for a, b in TRANSITIONS)
+
+
+def test_only_connection_failures_become_database_unavailable() -> None:
+    """A deadlock is an OperationalError too, but it is not an outage."""
+    import psycopg
+
+    from jobqueue import db, errors
+
+    assert not isinstance(
+        db.translate(psycopg.errors.DeadlockDetected("deadlock")), errors.DatabaseUnavailable
+    )
+    assert isinstance(
+        db.translate(psycopg.OperationalError("connection refused")), errors.DatabaseUnavailable
+    )
+    assert isinstance(
+        db.translate(psycopg.errors.AdminShutdown("terminating connection")),
+        errors.DatabaseUnavailable,
+    )
