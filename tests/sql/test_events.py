@@ -129,3 +129,39 @@ def test_a_reader_never_skips_an_event_committed_after_a_higher_id(setup: Client
         late = poll_settled(setup, cursor, len(everything) - len(seen))
         replayed = seen + late
         assert [e.id for e in replayed] == [e.id for e in everything], f"round {n}: gap"
+
+
+def test_settled_reader_misses_nothing_under_concurrent_writers(setup: Client, dsn: str) -> None:
+    writers, per_writer = 6, 40
+    barrier = threading.Barrier(writers + 1)
+    failures: list[BaseException] = []
+
+    def write(tag: int) -> None:
+        try:
+            with Client(dsn) as writer:
+                barrier.wait()
+                for n in range(per_writer):
+                    writer.submit_job("echo", {"w": tag, "n": n}, organization="acme")
+        except BaseException as exc:  # re-raised through the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(tag,)) for tag in range(writers)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    collected: list[int] = []
+    cursor = 0
+    deadline = time.monotonic() + 120
+    while len(collected) < writers * per_writer and time.monotonic() < deadline:
+        page = setup.events_since(after_id=cursor, max_rows=50, settled=True)
+        collected.extend(e.id for e in page)
+        if page:
+            cursor = page[-1].id
+        else:
+            time.sleep(0.02)
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures
+    everything = [e.id for e in setup.events_since(max_rows=10000)]
+    assert len(everything) == writers * per_writer
+    assert collected == everything, "the settled reader skipped or repeated an event"
