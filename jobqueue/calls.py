@@ -217,16 +217,12 @@ def events_since(
     organization: str | None = None,
     job_id: int | None = None,
     max_rows: int = 1000,
-    settled: bool = False,
 ) -> Call[list[models.Event]]:
-    """Events after an id, oldest first, of the organizations the actor may see. With
-    ``settled`` only events no in-flight transaction can precede, so resuming after the last
-    id seen never skips one."""
+    """Events after an id, oldest first, of the organizations the actor may see."""
     return Call(
         "SELECT * FROM jobqueue.events_since(actor => %(actor)s,"
         " after_id => %(after_id)s::bigint, organization => %(organization)s,"
-        " job_id => %(job_id)s::bigint, max_rows => %(max_rows)s::integer,"
-        " settled => %(settled)s)",
+        " job_id => %(job_id)s::bigint, max_rows => %(max_rows)s::integer)",
         locals(),
         _many(models.Event),
     )

@@ -1,15 +1,14 @@
 -- events.sql: the event log and its live notification.
 --
 -- Owns:      NOTIFY for every event row, and the replay query of the SSE feed.
--- Public:    events_since(actor, after_id, organization, job_id, max_rows, settled)  -- replay, in id order
+-- Public:    events_since(actor, after_id, organization, job_id, max_rows)  -- replay, in id order
 -- Internal:  _tg_event__after_insert  -- pg_notify('jobqueue_events', small JSON payload)
 -- Channel:   jobqueue_events; payload {"id", "org_id", "org", "job", "type", "data", "at"}, sent
 --            at commit, in commit order. A reader resumes from the table by id.
 -- Replay:    ids are taken at insert and seen at commit, so a lower id can commit after a
---            higher one. With settled => true, events_since returns only events of transactions
---            older than every transaction still in flight (pg_snapshot_xmin), so a reader that
---            resumes after the last id it saw never skips one; a write transaction left open
---            holds such a replay back until it ends. The default shows every committed event.
+--            higher one: a reader resuming strictly after the last id it saw can miss an event
+--            of a transaction that was still open. event.xact_id records the writing
+--            transaction for a replay ordered by commit horizon instead.
 -- States:    none.
 -- Locks:     none.
 -- Raises:    JQV03 bad argument, JQA02 forbidden.
@@ -34,16 +33,15 @@ CREATE TRIGGER tg_event__after_insert
     AFTER INSERT ON jobqueue.event
     FOR EACH ROW EXECUTE FUNCTION jobqueue._tg_event__after_insert();
 
--- The signature grew a named argument: drop the old one so calls are not ambiguous.
-DROP FUNCTION IF EXISTS jobqueue.events_since(text, bigint, text, bigint, integer);
+-- A short-lived signature had a sixth argument: drop it so calls are not ambiguous.
+DROP FUNCTION IF EXISTS jobqueue.events_since(text, bigint, text, bigint, integer, boolean);
 
 CREATE OR REPLACE FUNCTION jobqueue.events_since(
     actor text DEFAULT NULL,
     after_id bigint DEFAULT 0,
     organization text DEFAULT NULL,
     job_id bigint DEFAULT NULL,
-    max_rows integer DEFAULT 1000,
-    settled boolean DEFAULT false
+    max_rows integer DEFAULT 1000
 ) RETURNS TABLE (
     id bigint, org_id bigint, org text, job bigint, type text, data jsonb, at timestamptz
 )
@@ -66,8 +64,6 @@ BEGIN
         FROM jobqueue.event AS e
         JOIN jobqueue.organization AS o ON o.id = e.organization_id
         WHERE e.id > coalesce(after_id, 0)
-          AND (NOT coalesce(settled, false)
-               OR e.xact_id < pg_snapshot_xmin(pg_current_snapshot()))
           AND (v_visible IS NULL OR e.organization_id = ANY (v_visible))
           AND (v_org_id IS NULL OR e.organization_id = v_org_id)
           AND (events_since.job_id IS NULL OR e.job_id = events_since.job_id)
@@ -77,5 +73,5 @@ END
 $$;
 
 -- \df+ explains each public function with its header line.
-COMMENT ON FUNCTION jobqueue.events_since(text, bigint, text, bigint, integer, boolean) IS
-    'events_since(actor, after_id, organization, job_id, max_rows, settled): replay of the event log after an id, in id order, limited to what the actor may see; settled => true holds back events an in-flight transaction may still precede.';
+COMMENT ON FUNCTION jobqueue.events_since(text, bigint, text, bigint, integer) IS
+    'events_since(actor, after_id, organization, job_id, max_rows): replay of the event log after an id, in id order, limited to what the actor may see.';
