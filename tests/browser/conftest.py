@@ -84,7 +84,9 @@ def site(dsn: str, client: Client) -> Iterator[Site]:
         _stop(web)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: playwright's sync API keeps an event loop running in the main
+# thread while it is open, which would stop every async test collected after this module.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
