@@ -106,11 +106,7 @@ class Workers:
         self.procs: list[tuple[asyncio.subprocess.Process, Path]] = []
 
     async def __aenter__(self) -> Workers:
-        try:
-            await self._start()
-        except BaseException:
-            await self.stop()
-            raise
+        await self.start()
         return self
 
     async def __aexit__(
@@ -120,6 +116,14 @@ class Workers:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    async def start(self) -> None:
+        """Start the processes and wait until each is ready (stopping them all on failure)."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def _start(self) -> None:
         env = _environment(

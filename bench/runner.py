@@ -61,7 +61,7 @@ async def run(options: Options) -> dict[str, Any]:
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     chosen, skipped = _load(options.systems)
     workdir = Path(tempfile.mkdtemp(prefix="bench-run-"))
-    run_id = time.strftime("%H%M%S")
+    run_id = f"{time.strftime('%H%M%S')}{os.getpid() % 1000:03d}"
     async with _server(options.dsn) as server:
         await server.describe()
         bench = Bench(server, options.sizes, options.concurrency, workdir, run_id)
@@ -73,6 +73,7 @@ async def run(options: Options) -> dict[str, Any]:
             flush=True,
         )
         ready: list[System] = []
+        durations: dict[str, float] = {}
         try:
             for system in chosen:
                 try:
@@ -83,7 +84,10 @@ async def run(options: Options) -> dict[str, Any]:
                     print(f"skipping {system.name}: {exc}", flush=True)
             for name in options.scenarios:
                 print(f"\n[{name}]", flush=True)
+                began = time.monotonic()
                 await SCENARIOS[name](bench, ready)
+                durations[name] = round(time.monotonic() - began, 1)
+                print(f"  ({durations[name]:.0f}s)", flush=True)
         finally:
             for system in ready:
                 await server.drop_database(system.template)
@@ -107,6 +111,7 @@ async def run(options: Options) -> dict[str, Any]:
             "concurrency": options.concurrency,
             "systems": [s.name for s in ready],
             "scenarios": list(options.scenarios),
+            "scenario_seconds": durations,
             "sizes": options.sizes.as_dict(),
         },
         "machine": machine,

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+
 from bench import observe
 from bench.context import Bench, Database, System
 from bench.marks import read_marks
@@ -36,7 +38,7 @@ def failed(system: System, scenario: str, exc: Exception) -> None:
     say(f"{system.name} {scenario} FAILED: {str(exc).splitlines()[0] if str(exc) else exc!r}")
 
 
-MEASUREMENT_ERRORS = (ProcessError, OSError, TimeoutError)
+MEASUREMENT_ERRORS = (ProcessError, OSError, TimeoutError, psycopg.Error)
 
 
 async def enqueue(
@@ -87,23 +89,29 @@ async def drain(
     db: Database,
     processes: int,
     enqueued: int,
+    *,
+    fill: bool = False,
     keep: tuple[int, ...] = (),
 ) -> Drain:
-    """Start ``processes`` workers at once on a queue of ``enqueued`` jobs; time until all finish.
+    """Release ``processes`` workers at once on a queue of ``enqueued`` jobs; time until all finish.
 
-    The clock starts when the first handler starts (worker start-up is not counted) and stops
-    at the first poll that finds no unfinished job. After the workers stopped, dead tuples are
-    read (connections in ``keep`` may stay open).
+    With ``fill``, the jobs are enqueued (in batches) first, while the workers start up behind
+    their gate. The clock starts when the first handler starts (worker start-up is not counted)
+    and stops at the first poll that finds no unfinished job. After the workers stopped, dead
+    tuples are read (connections in ``keep`` may stay open).
     """
     adapter = system.adapter
     marks = bench.workdir / f"marks-{db.name}.txt"
     end_ns: int | None = None
     polled_ns = time.monotonic_ns()
     left = enqueued
+    workers = Workers(adapter, db.dsn, processes, bench.concurrency, bench.workdir, marks, "first")
     async with await bench.server.admin() as admin, await bench.observer(db) as observer:
-        async with Workers(
-            adapter, db.dsn, processes, bench.concurrency, bench.workdir, marks, "first"
-        ) as workers:
+        starting = asyncio.ensure_future(workers.start())
+        try:
+            if fill:
+                await enqueue(bench, system, db, "batch", enqueued)
+            await starting
             await workers.go()
             deadline = time.monotonic() + bench.sizes.drain_timeout
             while time.monotonic() < deadline:
@@ -114,6 +122,11 @@ async def drain(
                     break
                 workers.check_alive()
                 await asyncio.sleep(POLL_INTERVAL)
+        finally:
+            await asyncio.wait([starting])
+            if not starting.cancelled():
+                starting.exception()  # retrieved; raised above when it mattered
+            await workers.stop()
         failures = await adapter.failed(observer)
         dead = None
         if adapter.uses_postgres:

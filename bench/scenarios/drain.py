@@ -1,13 +1,14 @@
 """Scenario ``drain``: a queue of no-op jobs, then 1, 2, 4 worker processes; jobs/s to empty it.
 
-Every worker process runs with the same concurrency. The queue is filled (batch enqueue)
-before the workers are released, in a fresh database for every measurement.
+Every worker process runs with the same concurrency. The queue is filled (batch enqueue) while
+the workers start behind their gate, and they are released together once it is full; a fresh
+database for every measurement.
 """
 
 from __future__ import annotations
 
 from bench.context import Bench, System
-from bench.scenarios.common import MEASUREMENT_ERRORS, drain, enqueue, failed, rounds, say
+from bench.scenarios.common import MEASUREMENT_ERRORS, drain, failed, rounds, say
 
 NAME = "drain"
 
@@ -18,8 +19,7 @@ async def run(bench: Bench, systems: list[System]) -> None:
         for processes in sizes.processes:
             try:
                 async with bench.database(system, f"drain{processes}") as db:
-                    await enqueue(bench, system, db, "batch", sizes.drain_jobs)
-                    outcome = await drain(bench, system, db, processes, sizes.drain_jobs)
+                    outcome = await drain(bench, system, db, processes, sizes.drain_jobs, fill=True)
             except MEASUREMENT_ERRORS as exc:
                 failed(system, NAME, exc)
                 continue

@@ -1,12 +1,14 @@
 """Scenario ``history``: enqueue and drain again with many finished jobs in the tables.
 
-For each system a history database is built once: the schema, ``history_jobs`` finished jobs
-written the way the system leaves them (``Adapter.add_history``), then VACUUM ANALYZE. Every
-round copies it, enqueues one per transaction and in batches, and drains with one process.
+For each system a history database is built once (all systems at the same time, before any
+measurement): the schema, ``history_jobs`` finished jobs written the way the system leaves
+them (``Adapter.add_history``), then VACUUM ANALYZE. Every round copies it, enqueues one
+per transaction and in batches, and drains with one process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from bench.context import Bench, Database, System
@@ -37,11 +39,17 @@ async def run(bench: Bench, systems: list[System]) -> None:
             say(f"{system.name:<14} history: not applicable (jobs are not kept in PostgreSQL)")
     templates: dict[str, str] = {}
     try:
-        for system in eligible:
-            try:
-                templates[system.name] = await _build(bench, system)
-            except MEASUREMENT_ERRORS + (NotImplementedError,) as exc:
-                failed(system, NAME, exc)
+        # The systems' histories are written side by side; this is set-up, not measured.
+        built = await asyncio.gather(
+            *(_build(bench, system) for system in eligible), return_exceptions=True
+        )
+        for system, made in zip(eligible, built, strict=True):
+            if isinstance(made, str):
+                templates[system.name] = made
+            elif isinstance(made, MEASUREMENT_ERRORS + (NotImplementedError,)):
+                failed(system, NAME, made)
+            else:
+                raise made
         for rep, system in rounds(
             [s for s in eligible if s.name in templates], sizes.repetitions_slow
         ):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 
 from bench.context import Bench, System
-from bench.scenarios.common import MEASUREMENT_ERRORS, drain, enqueue, failed, rounds, say
+from bench.scenarios.common import MEASUREMENT_ERRORS, drain, failed, rounds, say
 
 NAME = "pressure"
 
@@ -30,13 +30,13 @@ async def run(bench: Bench, systems: list[System]) -> None:
                     await holder.set_autocommit(False)
                     await holder.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
                     await holder.execute("SELECT txid_current()")
-                    await enqueue(bench, system, db, "batch", sizes.pressure_jobs)
                     outcome = await drain(
                         bench,
                         system,
                         db,
                         1,
                         sizes.pressure_jobs,
+                        fill=True,
                         keep=(holder.info.backend_pid,),
                     )
                     await holder.rollback()
