@@ -32,6 +32,7 @@ LISTEN connection.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -56,6 +57,11 @@ CHANNEL = "jobqueue_events"
 # Names the LISTEN connection in pg_stat_activity.
 APPLICATION_NAME = "jobqueue-web-events"
 REPLAY_PAGE = 1000
+# Event ids are taken at insert and become visible at commit, so after an outage the hub
+# re-reads this many ids below the highest it saw, for events that committed late; the ids it
+# already published (the last RECENT_IDS of them are remembered) are not sent twice.
+CATCH_UP_MARGIN = 1000
+RECENT_IDS = 20000
 log = logging.getLogger(__name__)
 
 
@@ -97,7 +103,9 @@ class EventHub:
         self._subscribers: set[Subscription] = set()
         self._last_id = 0
         # Ids published by a catch-up whose notification may still arrive.
-        self._replayed: set[int] = set()
+        self._floor = 0  # events at or below this id were on record before the hub started
+        self._recent: set[int] = set()
+        self._recent_order: collections.deque[int] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
@@ -121,9 +129,12 @@ class EventHub:
         event_id = event.get("id")
         if not isinstance(event_id, int):
             return
-        if event_id in self._replayed:
-            self._replayed.discard(event_id)
+        if event_id in self._recent:
             return
+        self._recent.add(event_id)
+        self._recent_order.append(event_id)
+        if len(self._recent_order) > RECENT_IDS:
+            self._recent.discard(self._recent_order.popleft())
         self._last_id = max(self._last_id, event_id)
         for subscription in list(self._subscribers):
             subscription.offer(event)
@@ -156,6 +167,7 @@ class EventHub:
                         cur = await conn.execute("SELECT jobqueue.latest_event_id()")
                         row = await cur.fetchone()
                         self._last_id = max(self._last_id, int(row[0]) if row else 0)
+                        self._floor = self._last_id
                         first = False
                     else:
                         await self._catch_up()
@@ -165,7 +177,9 @@ class EventHub:
                         self._on_payload(notify.payload)
             except asyncio.CancelledError:
                 raise
-            except (psycopg.Error, OSError) as exc:
+            except (psycopg.Error, OSError, errors.DatabaseUnavailable) as exc:
+                # The catch-up goes through the client, which reports an outage as
+                # DatabaseUnavailable; either way the hub must reconnect, not end.
                 self.listening.clear()
                 log.warning("event hub: LISTEN connection lost (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
@@ -173,12 +187,12 @@ class EventHub:
 
     async def _catch_up(self) -> None:
         """Publish the rows written while the LISTEN connection was down."""
-        self._replayed.clear()
+        after = max(self._floor, self._last_id - CATCH_UP_MARGIN)
         while True:
-            missed = await self._client.events_since(after_id=self._last_id, max_rows=REPLAY_PAGE)
+            missed = await self._client.events_since(after_id=after, max_rows=REPLAY_PAGE)
             for event in missed:
                 self.publish(event_to_dict(event))
-                self._replayed.add(event.id)
+                after = event.id
             if len(missed) < REPLAY_PAGE:
                 return
 
@@ -230,6 +244,9 @@ async def stream_events(
     try:
         # Tells the client (and tests) that no later event can be missed from here on.
         yield {"comment": "subscribed"}
+        # Live events are dropped if the replay already sent them, or if they are at or below
+        # the client's own cursor; a lower id that commits after the replay read still goes out.
+        replayed: set[int] = set()
         replayed_until = 0
         if last_event_id is not None:
             replayed_until = last_event_id
@@ -243,6 +260,7 @@ async def stream_events(
                 )
                 for event in missed:
                     replayed_until = event.id
+                    replayed.add(event.id)
                     yield message(event_to_dict(event))
                 if len(missed) < REPLAY_PAGE:
                     break
@@ -262,7 +280,9 @@ async def stream_events(
                 refresh_at = time.monotonic() + refresh_seconds
                 continue
             # A refresh may have narrowed visibility after the event was queued.
-            if live["id"] <= replayed_until or not subscription.wants(live):
+            if live["id"] in replayed or not subscription.wants(live):
+                continue
+            if last_event_id is not None and live["id"] <= last_event_id:
                 continue
             yield message(live)
     finally:
