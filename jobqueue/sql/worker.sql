@@ -150,12 +150,17 @@ BEGIN
     -- Lock the batch's jobs and the waiting dependents their ends may release or cancel, all
     -- in one id order, before changing any: two workers whose batches share dependents would
     -- otherwise lock those dependents in crossing orders and deadlock.
+    -- One set of ids, looked up by primary key: an OR of the two conditions would make the
+    -- planner scan the whole job table, history included, on every finish.
     PERFORM FROM jobqueue.job AS j
-    WHERE j.id IN (SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint))
-       OR (j.status = 'waiting' AND j.id IN (
-               SELECT d.job_id FROM jobqueue.job_dependency AS d
-               WHERE d.depends_on_id IN (
-                   SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint))))
+    WHERE j.id IN (
+            SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint)
+            UNION
+            SELECT d.job_id FROM jobqueue.job_dependency AS d
+            WHERE d.depends_on_id IN (
+                SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint)))
+      AND (j.status = 'waiting'
+           OR j.id IN (SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint)))
     ORDER BY j.id
     FOR UPDATE;
     -- In job id order, so two workers finishing overlapping batches lock rows alike.
