@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
@@ -20,23 +19,9 @@ from jobqueue import db as jobqueue_db
 from jobqueue.client import Client
 from jobqueue.handlers import register_job_type
 from tests.acceptance.handlers import EXEC_TABLE
+from tests.waiting import wait_for as wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
-
-
-def wait_for(
-    predicate: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
-) -> T:
-    """Poll until ``predicate()`` is truthy and return it; fail after a generous timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 class Workers:

@@ -7,15 +7,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
+from tests.waiting import wait_for as wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 
 
 def cli_env(dsn: str | None = None, **extra: str) -> dict[str, str]:
@@ -50,17 +47,3 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def wait_for(
-    predicate: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.2, what: str = ""
-) -> T:
-    """Poll until ``predicate()`` is truthy and return it; fail after a generous timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)

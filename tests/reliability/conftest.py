@@ -10,19 +10,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 import pytest
 
 from jobqueue import db as jobqueue_db
 from tests.reliability.handlers import ATTEMPT_LOG_TABLE
+from tests.waiting import wait_for as wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -42,20 +41,6 @@ def full_size(config: pytest.Config) -> bool:
 def full(pytestconfig: pytest.Config) -> bool:
     """True when the suite runs at full size."""
     return full_size(pytestconfig)
-
-
-def wait_for(
-    predicate: Callable[[], T], *, timeout: float = 60.0, interval: float = 0.2, what: str = ""
-) -> T:
-    """Poll until ``predicate()`` is truthy and return it; fail after a generous deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 def scalar(conn: psycopg.Connection[Any], sql: str, params: Any = None) -> Any:
