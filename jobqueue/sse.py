@@ -301,6 +301,9 @@ async def events(request: Request) -> Response:
         request.headers.get("last-event-id") or query.get("last_event_id"), "Last-Event-ID", 0
     )
     organization = query_filter(request, "organization")
+    if job_id is not None:
+        # A job the caller may not see is a 404 here too, exactly as on every job endpoint.
+        await client.get_job(job_id, actor=identity.user_name)
     visible = await client.list_organizations(actor=identity.user_name)
     org_ids = None if identity.is_admin else frozenset(o.id for o in visible)
     org_id = None

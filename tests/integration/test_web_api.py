@@ -162,6 +162,8 @@ async def test_other_organizations_job_is_404_on_every_job_endpoint(dsn: str, wo
             ("POST", f"/api/jobs/{foreign}/retry"),
             ("GET", f"/api/jobs/{foreign}/attempts"),
             ("GET", "/api/jobs/999999"),
+            ("GET", f"/api/events?job_id={foreign}"),
+            ("GET", "/api/events?job_id=999999"),
         ]:
             body = assert_problem(await http.request(method, path, headers=h), 404)
             assert body["title"] == "Job not found"
