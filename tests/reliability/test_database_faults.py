@@ -81,11 +81,20 @@ def check_history(dsn: str, ids: list[int]) -> None:
 
 
 def wait_running(dsn: str) -> None:
-    def some_running() -> bool:
-        with psycopg.connect(dsn) as conn:
-            return scalar(conn, "SELECT count(*) FROM jobqueue.job WHERE status = 'running'") > 0
+    """Until an attempt is running, so the fault lands mid-attempt; or until nothing is left
+    to run, since fast workers can drain a phase's jobs between two polls."""
 
-    wait_for(some_running, timeout=120, interval=0.05, what="attempts to be running")
+    def some_running_or_drained() -> bool:
+        with psycopg.connect(dsn) as conn:
+            return bool(
+                scalar(
+                    conn,
+                    "SELECT count(*) FILTER (WHERE status = 'running') > 0"
+                    " OR count(*) FILTER (WHERE finished_at IS NULL) = 0 FROM jobqueue.job",
+                )
+            )
+
+    wait_for(some_running_or_drained, timeout=120, interval=0.02, what="attempts to be running")
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
