@@ -41,7 +41,7 @@ class Cost:
     round_trips: float
 
     def as_dict(self) -> dict[str, float]:
-        return {k: round(v, 2) for k, v in self.__dict__.items()}
+        return {k: round(v, 4) for k, v in self.__dict__.items()}
 
 
 def _lsn(text: str) -> int:

@@ -44,9 +44,10 @@ def metrics(processes: tuple[int, ...], batch_size: int) -> list[Metric]:
         Metric("processing_wal_bytes_per_job", "WAL bytes / job, run only", 0, False),
         Metric("processing_round_trips_per_job", "round trips / job, run only", 2, False),
         Metric("pressure_drain_per_s", "pressure: drain, 1 process (jobs/s)", 0, True),
-        Metric("pressure_vs_drain", "pressure: throughput vs plain drain", 2, True),
+        Metric("pressure_plain_drain_per_s", "pressure: same drain without (jobs/s)", 0, True),
+        Metric("pressure_vs_plain", "pressure: throughput / without", 2, True),
         Metric("pressure_dead_tuples", "pressure: dead tuples after", 0, False),
-        Metric("dead_tuples", "plain drain: dead tuples after", 0, False),
+        Metric("pressure_plain_dead_tuples", "pressure: dead tuples after, without", 0, False),
     ]
 
 
@@ -54,16 +55,27 @@ def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
+PARTIAL_NOTE = "* a drain was cut short at its time limit: the rate of the jobs finished by then"
+
+
+def _cell(m: Metric, figures: Figures) -> str:
+    return _fmt(m.get(figures), m.digits) + ("*" if figures.get(f"{m.key}_partial") else "")
+
+
 def table(
     figures: dict[str, Figures], labels: dict[str, str], rows: list[Metric]
 ) -> tuple[list[str], list[list[str]]]:
     header = ["metric"] + [labels[name] for name in figures]
     body = [
-        [m.label] + [_fmt(m.get(f), m.digits) for f in figures.values()]
+        [m.label] + [_cell(m, f) for f in figures.values()]
         for m in rows
         if any(m.get(f) is not None for f in figures.values())
     ]
     return header, body
+
+
+def any_partial(figures: dict[str, Figures]) -> bool:
+    return any(k.endswith("_partial") and v for f in figures.values() for k, v in f.items())
 
 
 def ratios(figures: dict[str, Figures], rows: list[Metric]) -> dict[str, dict[str, float]]:

@@ -2,7 +2,9 @@
 
 A system's figures are one flat mapping (``drain_1p_per_s``, ``latency_p50_ms``,
 ``wal_bytes_per_job``, ...): medians over rounds, latency percentiles over the samples of all
-rounds. The result file holds them under ``results``, beside every round's raw numbers.
+rounds. ``<figure>_partial`` is true when a drain behind the figure was cut short at its time
+limit (its rate then counts the jobs finished by then). The result file holds them under
+``results``, beside every round's raw numbers.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ def _median_of(rows: Iterable[dict[str, Any]], key: str) -> float | None:
     return median([row.get(key) for row in rows])
 
 
-def figures(system: System, processes: Iterable[int]) -> dict[str, float | None]:
+def figures(system: System, processes: Iterable[int]) -> dict[str, float | bool | None]:
     """The system's figures; a figure whose scenario did not run is absent."""
     r = system.results
-    out: dict[str, float | None] = {}
+    out: dict[str, float | bool | None] = {}
     if enqueue := r.get("enqueue"):
         for mode in ("single", "batch"):
             out[f"enqueue_{mode}_per_s"] = _median_of(
@@ -35,9 +37,10 @@ def figures(system: System, processes: Iterable[int]) -> dict[str, float | None]
             )
     if drains := r.get("drain"):
         for p in processes:
-            out[f"drain_{p}p_per_s"] = _median_of(
-                [x for x in drains if x["processes"] == p], "per_second"
-            )
+            these = [x for x in drains if x["processes"] == p]
+            out[f"drain_{p}p_per_s"] = _median_of(these, "per_second")
+            if any(x["timed_out"] for x in these):
+                out[f"drain_{p}p_per_s_partial"] = True
         out["dead_tuples"] = _median_of([x for x in drains if x["processes"] == 1], "dead_tuples")
     if latency := r.get("latency"):
         samples = [s for x in latency for s in x["samples_ms"]]
@@ -47,24 +50,25 @@ def figures(system: System, processes: Iterable[int]) -> dict[str, float | None]
         out["history_enqueue_single_per_s"] = _median_of(history, "enqueue_single_per_second")
         out["history_enqueue_batch_per_s"] = _median_of(history, "enqueue_batch_per_second")
         out["history_drain_per_s"] = median([x["drain"]["per_second"] for x in history])
+        if any(x["drain"]["timed_out"] for x in history):
+            out["history_drain_per_s_partial"] = True
     if cost := r.get("cost"):
         for window in ("enqueue_single", "enqueue_batch", "processing"):
-            for key, name in (
-                ("rows", "rows"),
-                ("wal_bytes", "wal_bytes"),
-                ("round_trips", "round_trips"),
-            ):
-                out[f"{window}_{name}_per_job"] = median([x[window][key] for x in cost])
+            for key in ("rows", "wal_bytes", "round_trips"):
+                out[f"{window}_{key}_per_job"] = median([x[window][key] for x in cost])
         for key in ("rows", "wal_bytes", "round_trips"):
             single, run = out[f"enqueue_single_{key}_per_job"], out[f"processing_{key}_per_job"]
             out[f"{'rows_written' if key == 'rows' else key}_per_job"] = (
                 single + run if single is not None and run is not None else None
             )
     if pressure := r.get("pressure"):
-        out["pressure_drain_per_s"] = _median_of(pressure, "per_second")
-        out["pressure_dead_tuples"] = _median_of(pressure, "dead_tuples")
-        base, rate = out.get("drain_1p_per_s"), out["pressure_drain_per_s"]
-        out["pressure_vs_drain"] = rate / base if rate and base else None
+        for name, side in (("pressure", "pressured"), ("pressure_plain", "plain")):
+            drains = [x[side] for x in pressure]
+            out[f"{name}_drain_per_s"] = _median_of(drains, "per_second")
+            out[f"{name}_dead_tuples"] = _median_of(drains, "dead_tuples")
+            if any(x["timed_out"] for x in drains):
+                out[f"{name}_drain_per_s_partial"] = True
+        out["pressure_vs_plain"] = _median_of(pressure, "ratio")
     return out
 
 

@@ -148,6 +148,8 @@ def present(payload: dict[str, Any], options: Options) -> None:
     )
     header, body = report.table(figures, labels, rows)
     report.print_table(f"\nResults ({title})", header, body)
+    if report.any_partial(figures):
+        print(report.PARTIAL_NOTE)
     payload["ratios"] = report.ratios(figures, rows)
     if payload["ratios"]:
         header, body = report.ratio_table(payload["ratios"], labels, rows)

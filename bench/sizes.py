@@ -25,8 +25,11 @@ class Sizes:
     history_batch: int
     cost_jobs: int
     pressure_jobs: int
-    #: Seconds a drain may take before it is cut short (reported as timed out).
+    #: Seconds a drain may take before it is cut short (its rate is then from the jobs
+    #: finished so far, and marked as partial).
     drain_timeout: float
+    #: The same for the drain of the history scenario.
+    history_drain_timeout: float
     #: Seconds a client process may take.
     client_timeout: float
 
@@ -52,6 +55,7 @@ DEFAULT = Sizes(
     cost_jobs=1000,
     pressure_jobs=2000,
     drain_timeout=180.0,
+    history_drain_timeout=60.0,
     client_timeout=600.0,
 )
 
@@ -70,5 +74,6 @@ QUICK = Sizes(
     cost_jobs=200,
     pressure_jobs=300,
     drain_timeout=60.0,
+    history_drain_timeout=30.0,
     client_timeout=120.0,
 )

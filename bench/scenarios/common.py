@@ -92,13 +92,15 @@ async def drain(
     *,
     fill: bool = False,
     keep: tuple[int, ...] = (),
+    timeout: float | None = None,
 ) -> Drain:
     """Release ``processes`` workers at once on a queue of ``enqueued`` jobs; time until all finish.
 
     With ``fill``, the jobs are enqueued (in batches) first, while the workers start up behind
     their gate. The clock starts when the first handler starts (worker start-up is not counted)
     and stops at the first poll that finds no unfinished job. After the workers stopped, dead
-    tuples are read (connections in ``keep`` may stay open).
+    tuples are read (connections in ``keep`` may stay open). A drain still running after
+    ``timeout`` seconds (default: the sizes' ``drain_timeout``) is cut short.
     """
     adapter = system.adapter
     marks = bench.workdir / f"marks-{db.name}.txt"
@@ -113,7 +115,7 @@ async def drain(
                 await enqueue(bench, system, db, "batch", enqueued)
             await starting
             await workers.go()
-            deadline = time.monotonic() + bench.sizes.drain_timeout
+            deadline = time.monotonic() + (timeout or bench.sizes.drain_timeout)
             while time.monotonic() < deadline:
                 polled_ns = time.monotonic_ns()
                 left = await adapter.unfinished(observer, enqueued)

@@ -67,7 +67,12 @@ async def run(bench: Bench, systems: list[System]) -> None:
                         first_key=sizes.history_single,
                     )
                     outcome = await drain(
-                        bench, system, db, 1, sizes.history_single + sizes.history_batch
+                        bench,
+                        system,
+                        db,
+                        1,
+                        sizes.history_single + sizes.history_batch,
+                        timeout=sizes.history_drain_timeout,
                     )
             except MEASUREMENT_ERRORS as exc:
                 failed(system, NAME, exc)
@@ -85,6 +90,7 @@ async def run(bench: Bench, systems: list[System]) -> None:
             say(
                 f"{system.name:<14} history        single {single['per_second']:,.0f}/s"
                 f"  batch {batch['per_second']:,.0f}/s  drain {outcome.per_second or 0:,.0f}/s"
+                + (" (cut short)" if outcome.timed_out else "")
             )
     finally:
         for name in templates.values():
