@@ -163,7 +163,8 @@ def present(payload: dict[str, Any], options: Options) -> None:
         labels,
         sizes.processes,
         f"Drain throughput, no-op jobs ({title})",
-        options.output / "drain.png",
+        # The plot of a full run is kept in the repository; a quick run's is not.
+        options.output / ("drain-quick.png" if options.quick else "drain.png"),
     )
     if plot:
         print(f"plot: {os.path.relpath(plot)}")
