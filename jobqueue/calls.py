@@ -8,7 +8,7 @@ a rule of the engine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -316,6 +316,23 @@ def can_access(user_id: str, organization: str) -> Call[bool]:
         "SELECT jobqueue.can_access(user_id => %(user_id)s, organization => %(organization)s)",
         locals(),
         _scalar,
+    )
+
+
+def fetch_vehicles(
+    queues: Iterable[str] | None, worker_id: int, max_count: int
+) -> Call[list[dict[str, Any]]]:
+    """Claim up to ``max_count`` vehicles for a worker, their attempts started; rows of
+    ``procrastinate_jobs`` (what procrastinate's fetch returns, for a batch)."""
+    return Call(
+        "SELECT * FROM jobqueue.fetch_vehicles(queues => %(queues)s::varchar[],"
+        " worker_id => %(worker_id)s::bigint, max_count => %(max_count)s::integer)",
+        {
+            "queues": None if queues is None else list(queues),
+            "worker_id": worker_id,
+            "max_count": max_count,
+        },
+        list,
     )
 
 

@@ -2,7 +2,9 @@
 --
 -- Owns:      starting attempts (folded into procrastinate's fetch by a trigger, so a start
 --            costs no round trip of its own), finishing them, progress and checkpoints.
--- Public:    finish_attempts(outcomes jsonb)  -- many outcomes in one call; per item accepted
+-- Public:    fetch_vehicles(queues, worker_id, max_count)  -- procrastinate's fetch for a batch,
+--                                                         attempts started set-based
+--            finish_attempts(outcomes jsonb)  -- many outcomes in one call; per item accepted
 --                                                 or fenced off (the late outcome is kept on
 --                                                 its attempt row only); outcomes are
 --                                                 completed|failed|timed_out|canceled|lost
@@ -65,8 +67,120 @@ DROP TRIGGER IF EXISTS tg_procrastinate_jobs__before_fetch ON procrastinate.proc
 CREATE TRIGGER tg_procrastinate_jobs__before_fetch
     BEFORE UPDATE OF status ON procrastinate.procrastinate_jobs
     FOR EACH ROW
-    WHEN (OLD.status = 'todo' AND NEW.status = 'doing' AND NEW.task_name = 'jobqueue.run')
+    WHEN (OLD.status = 'todo' AND NEW.status = 'doing' AND NEW.task_name = 'jobqueue.run'
+          AND NOT NEW.args ? 'attempt')  -- fetch_vehicles has started it already
     EXECUTE FUNCTION jobqueue._tg_vehicle__before_fetch();
+
+-- The vehicles fetch_vehicles may take, locked: procrastinate_fetch_job_v2's choice for a
+-- batch. The vehicle table fills and empties faster than autovacuum analyzes it, so its
+-- statistics are always stale (often "empty" while thousands wait), and with them the planner
+-- sorts every waiting vehicle to take ten. Walking the priority index in order does not
+-- depend on them; these settings hold for this query only.
+CREATE OR REPLACE FUNCTION jobqueue._claimable_vehicles(
+    p_queues character varying[], p_max_count integer
+) RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = procrastinate, pg_catalog
+SET enable_bitmapscan = off
+SET enable_sort = off
+AS $$
+BEGIN
+    RETURN (
+        SELECT array_agg(c.id)
+        FROM (
+            SELECT v.id
+            FROM procrastinate_jobs AS v
+            WHERE v.status = 'todo'
+              AND (p_queues IS NULL OR v.queue_name = ANY (p_queues))
+              AND (v.scheduled_at IS NULL OR v.scheduled_at <= now())
+              AND (v.lock IS NULL OR NOT EXISTS (
+                  SELECT FROM procrastinate_jobs AS other
+                  WHERE other.lock = v.lock
+                    AND (other.status = 'doing'
+                         OR (other.status = 'todo'
+                             AND (other.priority > v.priority
+                                  OR (other.priority = v.priority AND other.id < v.id))))))
+            ORDER BY v.priority DESC, v.id ASC
+            LIMIT p_max_count
+            FOR UPDATE OF v SKIP LOCKED
+        ) AS c);
+END
+$$;
+
+-- procrastinate's fetch for up to max_count vehicles in one round trip, with the attempts of
+-- their jobs started set-based: one UPDATE of the jobs (so the lifecycle trigger writes the
+-- 'started' events once for the batch), one INSERT of attempt rows, one UPDATE of the
+-- vehicles. Which vehicles it may take follows procrastinate_fetch_job_v2 exactly: todo and
+-- due, in the given queues, by priority then id, skipping rows other workers hold, and never
+-- a job whose procrastinate lock is taken by a running job or an earlier waiting one (so a
+-- batch holds at most one job per lock). Other tasks' vehicles (maintenance) are claimed
+-- unchanged.
+CREATE OR REPLACE FUNCTION jobqueue.fetch_vehicles(
+    queues character varying[], worker_id bigint, max_count integer
+) RETURNS SETOF procrastinate.procrastinate_jobs
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog
+SET random_page_cost = 1.1  -- see finish_attempts
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids bigint[];
+BEGIN
+    IF max_count IS NULL OR max_count NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'max_count must be between 1 and 1000, got %', quote_nullable(max_count)
+            USING ERRCODE = 'JQV03';
+    END IF;
+    v_ids := jobqueue._claimable_vehicles(queues, max_count);
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+    -- The jobs in id order, as finish_attempts and the bulk actions lock them.
+    PERFORM FROM jobqueue.job AS j
+    WHERE j.id IN (SELECT (v.args ->> 'job_id')::bigint FROM procrastinate_jobs AS v
+                   WHERE v.id = ANY (v_ids) AND v.task_name = 'jobqueue.run')
+    ORDER BY j.id
+    FOR UPDATE;
+    -- A job no longer runnable (canceled since its vehicle was deferred) gets attempt null,
+    -- and the bridge drops its vehicle.
+    RETURN QUERY
+    WITH started AS (
+        UPDATE jobqueue.job AS j
+        SET status = 'running', attempt = j.attempt + 1,
+            started_at = coalesce(j.started_at, now()), next_retry_at = NULL,
+            updated_at = now()
+        FROM procrastinate_jobs AS v
+        WHERE v.id = ANY (v_ids) AND v.task_name = 'jobqueue.run'
+          AND j.id = (v.args ->> 'job_id')::bigint AND j.status IN ('queued', 'retrying')
+        RETURNING j.id, j.attempt, j.organization_id, j.job_type, j.timeout, j.params,
+                  j.checkpoint, v.id AS vehicle_id
+    ), attempts AS (
+        INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type, worker_id,
+                                      procrastinate_job_id)
+        SELECT s.id, s.attempt, s.organization_id, s.job_type, fetch_vehicles.worker_id,
+               s.vehicle_id
+        FROM started AS s
+    ), ride AS (
+        -- Everything the bridge needs to run the handler, as the fetch trigger puts it.
+        SELECT s.vehicle_id, jsonb_build_object(
+                   'attempt', s.attempt, 'job_type', s.job_type,
+                   'timeout', extract(epoch FROM s.timeout), 'handler', t.handler,
+                   'params', s.params, 'organization', o.name,
+                   'checkpoint', s.checkpoint) AS args
+        FROM started AS s
+        JOIN jobqueue.job_type AS t ON t.name = s.job_type
+        JOIN jobqueue.organization AS o ON o.id = s.organization_id
+    )
+    UPDATE procrastinate_jobs AS v
+    SET status = 'doing', worker_id = fetch_vehicles.worker_id,
+        args = CASE WHEN v.task_name = 'jobqueue.run'
+                    THEN v.args || coalesce(r.args, jsonb_build_object('attempt', NULL))
+                    ELSE v.args END
+    FROM unnest(v_ids) AS i (id)
+    LEFT JOIN ride AS r ON r.vehicle_id = i.id
+    WHERE v.id = i.id
+    RETURNING v.*;
+END
+$$;
 
 -- One outcome; the building block of finish_attempts. Returns the job's status after it, or
 -- NULL when the attempt was fenced off (its outcome then lands in attempt.late_outcome only).
@@ -135,55 +249,129 @@ BEGIN
 END
 $$;
 
+-- The items of a finish_attempts batch, in the order given; "repeated" marks a second item
+-- for a job already named earlier in the batch (only the first can be accepted).
+CREATE OR REPLACE FUNCTION jobqueue._outcome_items(p_outcomes jsonb)
+RETURNS TABLE (job_id bigint, attempt integer, outcome jobqueue.attempt_outcome, result jsonb,
+               error text, traceback text, retryable boolean, ord bigint, repeated boolean)
+-- plpgsql rather than sql: its plan is kept for the session, where a sql function called
+-- from FROM is parsed and planned again on every call.
+LANGUAGE plpgsql IMMUTABLE
+-- A batch is tens of outcomes, not the thousand the planner assumes of a set-returning
+-- function: with that guess it hashes the whole job and attempt tables instead of looking
+-- the few rows up by primary key.
+ROWS 10
+SET search_path = jobqueue, pg_catalog
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT x.job_id, x.attempt, x.outcome, x.result, x.error, x.traceback, x.retryable, x.ord,
+           row_number() OVER (PARTITION BY x.job_id ORDER BY x.ord) > 1
+    FROM ROWS FROM (jsonb_to_recordset(p_outcomes) AS (
+            job_id bigint, attempt integer, outcome jobqueue.attempt_outcome, result jsonb,
+            error text, traceback text, retryable boolean))
+         WITH ORDINALITY AS x (job_id, attempt, outcome, result, error, traceback, retryable,
+                               ord);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION jobqueue.finish_attempts(outcomes jsonb)
 RETURNS TABLE (job_id bigint, attempt integer, accepted boolean, status jobqueue.job_status)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = jobqueue, procrastinate, pg_catalog
+-- The rows a batch touches are found by primary key and are hot in cache; at the default
+-- random_page_cost the planner prefers hashing a whole table of a few thousand rows to ten
+-- index lookups. The same holds for fetch_vehicles.
+SET random_page_cost = 1.1
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_item record;
+    v_batch bigint[];
 BEGIN
     IF outcomes IS NULL OR jsonb_typeof(outcomes) <> 'array' THEN
         RAISE EXCEPTION 'outcomes must be a JSON array' USING ERRCODE = 'JQV03';
     END IF;
+    IF EXISTS (SELECT FROM jsonb_to_recordset(outcomes) AS x (outcome jobqueue.attempt_outcome)
+               WHERE x.outcome IS NULL) THEN
+        RAISE EXCEPTION 'outcome must be completed, failed, timed_out, canceled or lost'
+            USING ERRCODE = 'JQV03';
+    END IF;
     -- Lock the batch's jobs and the waiting dependents their ends may release or cancel, all
     -- in one id order, before changing any: two workers whose batches share dependents would
     -- otherwise lock those dependents in crossing orders and deadlock.
-    -- One set of ids, looked up by primary key: an OR of the two conditions would make the
-    -- planner scan the whole job table, history included, on every finish.
+    -- One array of ids, looked up by primary key: ids from subqueries or an OR of the two
+    -- conditions make the planner scan the whole job table, history included, on every finish.
+    v_batch := ARRAY(SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint));
     PERFORM FROM jobqueue.job AS j
-    WHERE j.id IN (
-            SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint)
-            UNION
-            SELECT d.job_id FROM jobqueue.job_dependency AS d
-            WHERE d.depends_on_id IN (
-                SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint)))
-      AND (j.status = 'waiting'
-           OR j.id IN (SELECT x.job_id FROM jsonb_to_recordset(outcomes) AS x (job_id bigint)))
+    WHERE j.id = ANY (v_batch || ARRAY(SELECT d.job_id FROM jobqueue.job_dependency AS d
+                                       WHERE d.depends_on_id = ANY (v_batch)))
+      AND (j.status = 'waiting' OR j.id = ANY (v_batch))
     ORDER BY j.id
     FOR UPDATE;
-    -- In job id order, so two workers finishing overlapping batches lock rows alike.
-    FOR v_item IN
-        SELECT x.* FROM jsonb_to_recordset(outcomes) AS x (
-            job_id bigint, attempt integer, outcome jobqueue.attempt_outcome, result jsonb,
-            error text, traceback text, retryable boolean)
-        ORDER BY x.job_id
-    LOOP
-        job_id := v_item.job_id;
-        attempt := v_item.attempt;
-        status := jobqueue._finish_attempt(v_item.job_id, v_item.attempt, v_item.outcome,
-                                           v_item.result, v_item.error, v_item.traceback,
-                                           v_item.retryable);
-        accepted := status IS NOT NULL;
-        RETURN NEXT;
-    END LOOP;
+
+    -- Fenced-off outcomes first: their attempt is no longer the job's running one (or the
+    -- outcome repeats an earlier item of this batch). They are kept on the attempt row only.
+    UPDATE jobqueue.attempt AS a
+    SET late_outcome = jsonb_strip_nulls(jsonb_build_object(
+            'outcome', x.outcome, 'error', left(x.error, 10000), 'result', x.result,
+            'reported_at', now()))
+    FROM jobqueue._outcome_items(outcomes) AS x
+    LEFT JOIN jobqueue.job AS j ON j.id = x.job_id
+    WHERE a.job_id = x.job_id AND a.attempt = x.attempt AND a.late_outcome IS NULL
+      AND (x.repeated OR j.id IS NULL OR j.status <> 'running' OR j.attempt <> x.attempt);
+
+    -- Then every accepted outcome in one statement, so the lifecycle trigger runs once for
+    -- the batch: events, retries' vehicles and released dependents are written set-based.
+    RETURN QUERY
+    WITH decided AS (
+        SELECT x.job_id, x.attempt, x.outcome, x.result, x.error, x.traceback, x.ord,
+               NOT x.repeated AND j.status IS NOT DISTINCT FROM 'running'
+                   AND j.attempt IS NOT DISTINCT FROM x.attempt AS accepted,
+               CASE
+                   WHEN x.outcome = 'completed' THEN 'completed'
+                   WHEN x.outcome = 'canceled' OR j.cancel_requested THEN 'canceled'
+                   WHEN coalesce(x.retryable, true)
+                        AND j.attempt - j.retry_base <= j.max_retries THEN 'retrying'
+                   ELSE 'dead'
+               END::jobqueue.job_status AS next_status,
+               t.backoff_base, t.backoff_max
+        FROM jobqueue._outcome_items(outcomes) AS x
+        LEFT JOIN jobqueue.job AS j ON j.id = x.job_id
+        LEFT JOIN jobqueue.job_type AS t ON t.name = j.job_type
+    ), attempts AS (
+        UPDATE jobqueue.attempt AS a
+        SET outcome = d.outcome, finished_at = now(), error = left(d.error, 10000),
+            traceback = left(d.traceback, 100000)
+        FROM decided AS d
+        WHERE d.accepted AND a.job_id = d.job_id AND a.attempt = d.attempt
+    ), jobs AS (
+        UPDATE jobqueue.job AS j
+        SET status = d.next_status,
+            result = CASE WHEN d.next_status = 'completed' THEN d.result ELSE j.result END,
+            progress = CASE WHEN d.next_status = 'completed' THEN 100 ELSE j.progress END,
+            -- A job that completes after failed attempts keeps the last of those errors: it
+            -- is the job's history ("it failed, then succeeded"), and status says how it ended.
+            last_error = CASE WHEN d.next_status = 'completed' THEN j.last_error
+                              ELSE coalesce(left(d.error, 10000), d.outcome::text) END,
+            next_retry_at = CASE WHEN d.next_status = 'retrying'
+                                 THEN now() + jobqueue._backoff(d.backoff_base, d.backoff_max,
+                                                                j.attempt)
+                            END,
+            finished_at = CASE WHEN d.next_status IN ('completed', 'dead', 'canceled')
+                               THEN now() END,
+            updated_at = now()
+        FROM decided AS d
+        WHERE d.accepted AND j.id = d.job_id
+    )
+    SELECT d.job_id, d.attempt, d.accepted, CASE WHEN d.accepted THEN d.next_status END
+    FROM decided AS d
+    ORDER BY d.ord;
+
     -- The attempts' vehicles are done with. Deleting them here spares the worker
     -- procrastinate's own finish round trip (the bridge skips it); vehicles of fenced-off
     -- attempts are usually gone already (the rescuer deletes them).
     DELETE FROM procrastinate_jobs AS p
-    USING jobqueue.attempt AS a,
-          jsonb_to_recordset(outcomes) AS x (job_id bigint, attempt integer)
+    USING jobqueue.attempt AS a, jobqueue._outcome_items(outcomes) AS x
     WHERE a.job_id = x.job_id AND a.attempt = x.attempt AND p.id = a.procrastinate_job_id
       AND p.status = 'doing';
 END
