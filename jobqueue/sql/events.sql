@@ -2,7 +2,8 @@
 --
 -- Owns:      NOTIFY for every event row, and the replay query of the SSE feed.
 -- Public:    events_since(actor, after_id, organization, job_id, max_rows)  -- replay, in id order
--- Internal:  _tg_event__after_insert  -- pg_notify('jobqueue_events', small JSON payload)
+-- Internal:  _tg_event__after_insert  -- pg_notify('jobqueue_events', small JSON payload) per
+--                                       row, from one call per statement
 -- Channel:   jobqueue_events; payload {"id", "org_id", "org", "job", "type", "data", "at"}, sent
 --            at commit, in commit order. A reader resumes from the table by id.
 -- Replay:    ids are taken at insert and seen at commit, so a lower id can commit after a
@@ -20,10 +21,14 @@ SET search_path = jobqueue, pg_catalog
 AS $$
 #variable_conflict use_column
 BEGIN
+    -- One trigger call per statement, not per row: a batch of transitions writes its events
+    -- in one INSERT, and their notifications go out in id order.
     PERFORM pg_notify('jobqueue_events', json_build_object(
-        'id', NEW.id, 'org_id', NEW.organization_id,
-        'org', (SELECT o.name FROM jobqueue.organization AS o WHERE o.id = NEW.organization_id),
-        'job', NEW.job_id, 'type', NEW.type, 'data', NEW.data, 'at', NEW.created_at)::text);
+        'id', n.id, 'org_id', n.organization_id, 'org', o.name, 'job', n.job_id,
+        'type', n.type, 'data', n.data, 'at', n.created_at)::text)
+    FROM new_rows AS n
+    JOIN jobqueue.organization AS o ON o.id = n.organization_id
+    ORDER BY n.id;
     RETURN NULL;
 END
 $$;
@@ -31,7 +36,8 @@ $$;
 DROP TRIGGER IF EXISTS tg_event__after_insert ON jobqueue.event;
 CREATE TRIGGER tg_event__after_insert
     AFTER INSERT ON jobqueue.event
-    FOR EACH ROW EXECUTE FUNCTION jobqueue._tg_event__after_insert();
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobqueue._tg_event__after_insert();
 
 -- A short-lived signature had a sixth argument: drop it so calls are not ambiguous.
 DROP FUNCTION IF EXISTS jobqueue.events_since(text, bigint, text, bigint, integer, boolean);
