@@ -64,7 +64,7 @@ def settings_from(additional_context: dict[str, Any] | None) -> MaintenanceSetti
 
 async def _call(pool: psycopg_pool.AsyncConnectionPool, call: calls.Call[int]) -> int:
     with db.translated():
-        async with pool.connection() as conn:  # commits on exit: one transaction per batch
+        async with pool.connection() as conn:  # one statement, one transaction per batch
             cur = await conn.execute(call.sql, call.params)
             row = await cur.fetchone()
     return int(row[0]) if row and row[0] is not None else 0

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from procrastinate import PsycopgConnector, job_context
+from procrastinate import job_context
 
 from jobqueue import db
 from jobqueue.tasks import maintenance
 from jobqueue.worker import bridge
 from jobqueue.worker.base import APPLICATION_NAME, WORKER_DEFAULTS, JobqueueApp, JobqueueWorker
+from jobqueue.worker.connector import JobqueueConnector
 
 BRIDGE_TASK = "jobqueue.run"  # the name worker.sql's fetch trigger and lifecycle.sql expect
 
 app = JobqueueApp(
     # The DSN may come later: run_worker opens the app on a pool of its own.
-    connector=PsycopgConnector(
+    connector=JobqueueConnector(
         conninfo=db.dsn_from_env() or "",
         kwargs={**db.connection_kwargs(), "application_name": APPLICATION_NAME},
     ),

@@ -2,9 +2,9 @@
 
 The fetch trigger (worker.sql) has already started the attempt and put everything needed on
 the vehicle's args (attempt number, handler path, params, organization, timeout, checkpoint),
-so running a job costs procrastinate's fetch plus one ``finish_attempts`` call. Outcomes go
-through :func:`record_outcomes` only; retries are scheduled by the engine's SQL, never by
-procrastinate (the task has ``retry=False``).
+so running a job needs no query of its own. Outcomes go to the worker's outcome buffer, which
+records them with :func:`record_outcomes` in batches; retries are scheduled by the engine's
+SQL, never by procrastinate (the task has ``retry=False``).
 """
 
 from __future__ import annotations
@@ -33,9 +33,12 @@ logger = logging.getLogger("jobqueue.worker")
 # attempt to the rescuer (which closes it after the job's timeout plus grace).
 FINISH_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
 
-# What the bridge task returns once finish_attempts has recorded the outcome and deleted the
-# vehicle, so the worker skips procrastinate's own finish of it.
+# What the bridge task returns once its outcome is handed to finish_attempts (which deletes
+# the vehicle with it), so the worker skips procrastinate's own finish of it.
 VEHICLE_FINISHED = "jobqueue:vehicle-finished"
+
+# Where a JobqueueWorker puts its OutcomeBuffer in the job context's additional_context.
+OUTCOMES_KEY = "jobqueue.outcomes"
 
 
 async def execute(pool: psycopg_pool.AsyncConnectionPool, call: calls.Call[Any]) -> Any:
@@ -52,8 +55,8 @@ async def record_outcomes(
 ) -> list[models.FinishResult]:
     """Record attempt outcomes in one round trip; fenced-off ones are logged, not raised.
 
-    Every outcome a worker produces goes through here, so batching them later is a change
-    to this function only.
+    Every outcome a worker produces goes through here (batched by the worker's
+    :class:`~jobqueue.worker.outcomes.OutcomeBuffer`).
     """
     for delay in FINISH_RETRY_DELAYS:
         try:
@@ -195,7 +198,7 @@ async def run_attempt(
         fn = load_handler(handler)
     except HandlerError as exc:
         ctx.logger.error("%s", exc)
-        await record_outcomes(pool, [_outcome(ids, "failed", error=str(exc))])
+        await _hand_over(context, pool, _outcome(ids, "failed", error=str(exc)))
         return VEHICLE_FINISHED
 
     async def call_async() -> Any:
@@ -234,8 +237,22 @@ async def run_attempt(
         else:
             outcome = _settled(ctx, ids, running)
     await ctx._flush_progress()
-    await record_outcomes(pool, [outcome])
+    await _hand_over(context, pool, outcome)
     return VEHICLE_FINISHED
+
+
+async def _hand_over(
+    context: job_context.JobContext,
+    pool: psycopg_pool.AsyncConnectionPool,
+    outcome: dict[str, Any],
+) -> None:
+    """Give the outcome to the worker's buffer, or record it now when there is none (a plain
+    procrastinate worker running the bridge task)."""
+    buffer = context.additional_context.get(OUTCOMES_KEY)
+    if buffer is not None:
+        buffer.add(outcome)
+    else:
+        await record_outcomes(pool, [outcome])
 
 
 def _settled(ctx: JobContext, ids: tuple[int, int], running: asyncio.Future[Any]) -> dict[str, Any]:

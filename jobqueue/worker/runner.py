@@ -17,11 +17,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import psycopg_pool
-from procrastinate import PsycopgConnector, exceptions
+from procrastinate import exceptions
 
 from jobqueue import db
 from jobqueue.tasks.maintenance import MAINTENANCE_QUEUE, SETTINGS_KEY, MaintenanceSettings
 from jobqueue.worker.base import APPLICATION_NAME, JobqueueWorker
+from jobqueue.worker.connector import JobqueueConnector
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -92,7 +93,7 @@ async def run_worker_async(
         while not stop.is_set():
             # A fresh connector (and pool) per run: procrastinate's connector keeps a closed
             # pool around otherwise.
-            connector = PsycopgConnector(
+            connector = JobqueueConnector(
                 conninfo=dsn,
                 kwargs={**db.connection_kwargs(), "application_name": APPLICATION_NAME},
                 min_size=2,

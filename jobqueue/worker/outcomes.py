@@ -1,0 +1,83 @@
+"""Attempt outcomes recorded in batches: group commit for ``finish_attempts``.
+
+A finished attempt hands its outcome to the worker's :class:`OutcomeBuffer` and frees its
+slot at once. One ``finish_attempts`` call is in flight at a time and carries every outcome
+that arrived while the previous one ran, so an idle worker records an outcome immediately
+and a busy one records dozens per round trip.
+
+An outcome held here and not yet committed is not lost if the worker dies: its attempt is
+still ``running`` and the rescuer closes it once the worker stops heartbeating, so the job
+runs again (at-least-once). The buffer is bounded (the claim loop waits while it is full) so
+that window stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from jobqueue import models
+
+logger = logging.getLogger("jobqueue.worker")
+
+Record = Callable[[Sequence[dict[str, Any]]], Awaitable[list[models.FinishResult]]]
+
+# Outcomes one finish_attempts call carries at most: large enough to keep up with any claim
+# batch, small enough that one statement stays short.
+MAX_BATCH = 500
+
+
+class OutcomeBuffer:
+    """Outcomes waiting to be recorded, flushed by one background task at a time."""
+
+    def __init__(self, record: Record, *, limit: int, max_batch: int = MAX_BATCH) -> None:
+        self._record = record
+        self._limit = limit
+        self._max_batch = max_batch
+        self._pending: list[dict[str, Any]] = []
+        self._in_flight = 0
+        self._flusher: asyncio.Task[None] | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        """Outcomes not yet committed: waiting, or in the call in flight."""
+        return len(self._pending) + self._in_flight
+
+    def add(self, outcome: dict[str, Any]) -> None:
+        """Queue an outcome; a flush starts now unless one is already running."""
+        self._pending.append(outcome)
+        if len(self) >= self._limit:
+            self._room.clear()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")
+
+    async def has_room(self) -> None:
+        """Wait until fewer than ``limit`` outcomes are uncommitted (back-pressure on claims)."""
+        await self._room.wait()
+
+    async def drain(self) -> None:
+        """Wait until every outcome added so far has been recorded (or given up on)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            self._in_flight = len(batch)
+            try:
+                await self._record(batch)
+            except Exception:
+                # record() already retried through outages. The attempts stay running, and
+                # the rescuer closes them after their timeout: the jobs run again.
+                logger.exception(
+                    "%s attempt outcomes could not be recorded; the rescuer will close them",
+                    len(batch),
+                )
+            finally:
+                self._in_flight = 0
+                if len(self) < self._limit:
+                    self._room.set()
