@@ -165,6 +165,7 @@ CALLS: dict[str, Aim] = {
 # Public functions without an actor: the worker's side (never granted to the client role)
 # and answers that carry no organization's data.
 WORKER_ONLY = {
+    "fetch_vehicles",
     "finish_attempts",
     "complete_attempt",
     "fail_attempt",
