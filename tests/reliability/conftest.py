@@ -7,11 +7,7 @@ The suite runs at a reduced size by default so CI stays fast; ``JOBQUEUE_FULL=1`
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,8 +16,10 @@ import pytest
 from jobqueue import db as jobqueue_db
 from tests.reliability.handlers import ATTEMPT_LOG_TABLE
 from tests.waiting import wait_for as wait_for
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.workers import REPO as REPO
+from tests.workers import Workers as Workers
+from tests.workers import pytest_runtest_makereport as pytest_runtest_makereport
+from tests.workers import workers as workers
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,73 +76,6 @@ def row_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
         t: scalar(conn, f"SELECT count(*) FROM {t}")
         for t in ("jobqueue.job", "jobqueue.event", "procrastinate.procrastinate_jobs")
     }
-
-
-class Workers:
-    """Real worker subprocesses against one database; all killed at teardown."""
-
-    def __init__(self, dsn: str, logs: Path):
-        self.dsn = dsn
-        self.logs = logs
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(
-        self, *, concurrency: int = 8, stale_after: float = 2.0, extra: list[str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "JOBQUEUE_DSN": self.dsn,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        }
-        args = [
-            sys.executable,
-            "-m",
-            "jobqueue.worker",
-            "--concurrency",
-            str(concurrency),
-            "--stale-after",
-            str(stale_after),
-            *(extra or []),
-        ]
-        log = open(self.logs / f"worker-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        log.close()
-        self.procs.append(proc)
-        return proc
-
-    def alive(self) -> list[subprocess.Popen[bytes]]:
-        return [p for p in self.procs if p.poll() is None]
-
-    def output(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-4000:]}"
-            for p in sorted(self.logs.glob("worker-*.log"))
-        )
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.kill()
-        for proc in self.procs:
-            proc.wait(timeout=20)
-
-
-@pytest.fixture
-def workers(dsn: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Workers]:
-    pool = Workers(dsn, tmp_path)
-    yield pool
-    pool.stop_all()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(pool.output())
-
-
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ and the SSE feed, resumed with ``Last-Event-ID``, misses no state change.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from tests.reliability.handlers import ATTEMPT_LOG_TABLE
 from tests.reliability.pgserver import Server, own_server
 from tests.reliability.test_database_faults import check_history, wait_running
 from tests.reliability.test_worker_faults import register_tracked
+from tests.workers import child_env
 
 __all__ = ["own_server"]
 
@@ -43,16 +43,11 @@ class WebProcess:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
-        env = {
-            **os.environ,
-            "JOBQUEUE_DSN": self.dsn,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-        }
         log = open(self.logs / f"web-{len(self.procs)}.log", "wb")  # noqa: SIM115
         self.procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "jobqueue.web", "--port", str(self.port)],
-                env=env,
+                env=child_env(self.dsn),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
