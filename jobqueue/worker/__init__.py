@@ -16,10 +16,14 @@ from procrastinate import job_context
 from jobqueue import db
 from jobqueue.tasks import maintenance
 from jobqueue.worker import bridge
-from jobqueue.worker.base import APPLICATION_NAME, WORKER_DEFAULTS, JobqueueApp, JobqueueWorker
+from jobqueue.worker.base import (
+    APPLICATION_NAME,
+    BRIDGE_TASK,
+    WORKER_DEFAULTS,
+    JobqueueApp,
+    JobqueueWorker,
+)
 from jobqueue.worker.connector import JobqueueConnector
-
-BRIDGE_TASK = "jobqueue.run"  # the name worker.sql's fetch trigger and lifecycle.sql expect
 
 app = JobqueueApp(
     # The DSN may come later: run_worker opens the app on a pool of its own.
