@@ -18,24 +18,16 @@ from jobqueue import errors
 from jobqueue.client import Client
 from tests.factories import make_job_type, make_org_with_member
 from tests.reliability.conftest import row_counts, table_fingerprints
-
-INJECTIONS = [
-    "'; DROP TABLE jobqueue.job; --",
-    "x' OR '1'='1",
-    '"; DELETE FROM jobqueue.event; --',
-    "$$; TRUNCATE jobqueue.job; $$",
-    "acme\\'; SELECT pg_sleep(30); --",
-    "acme); DROP SCHEMA jobqueue CASCADE; --",
-    "%(actor)s",
-    "{}",
-]
-
-
-def nested(depth: int) -> Any:
-    value: Any = "leaf"
-    for _ in range(depth):
-        value = [value]
-    return value
+from tests.reliability.corpus import (
+    INJECTIONS,
+    INT8_MAX,
+    INVALID_UTF8,
+    LONE_SURROGATE,
+    LONG_NAME,
+    NUL_TEXT,
+    OVERSIZED_TEXT,
+    deep_json,
+)
 
 
 @pytest.fixture
@@ -92,7 +84,7 @@ CASES: dict[str, Case] = {
         for i, s in enumerate(INJECTIONS)
     },
     "params over 256 KiB": (
-        lambda c: c.submit_job("echo", {"x": "a" * 300_000}, organization="acme"),
+        lambda c: c.submit_job("echo", {"x": OVERSIZED_TEXT}, organization="acme"),
         errors.PayloadTooLarge,
     ),
     "many small keys over 256 KiB": (
@@ -106,7 +98,7 @@ CASES: dict[str, Case] = {
         errors.PayloadTooLarge,
     ),
     "NUL escape in JSON params": (
-        lambda c: c.submit_job("echo", {"x": "a\x00b"}, organization="acme"),
+        lambda c: c.submit_job("echo", {"x": NUL_TEXT}, organization="acme"),
         errors.InvalidArgument,
     ),
     "NUL in a JSON key": (
@@ -122,11 +114,11 @@ CASES: dict[str, Case] = {
         errors.InvalidArgument,
     ),
     "lone surrogate in params": (
-        lambda c: c.submit_job("echo", {"x": "\udcff"}, organization="acme"),
+        lambda c: c.submit_job("echo", {"x": LONE_SURROGATE}, organization="acme"),
         errors.InvalidArgument,
     ),
     "lone surrogate in organization": (
-        lambda c: c.submit_job("echo", {}, organization="acme\udcff"),
+        lambda c: c.submit_job("echo", {}, organization="acme" + LONE_SURROGATE),
         errors.InvalidArgument,
     ),
     "NaN in params": (
@@ -158,9 +150,9 @@ CASES: dict[str, Case] = {
         errors.InvalidArgument,
     ),
     "job id over int8": (lambda c: c.get_job(2**70), errors.InvalidArgument),
-    "job id 2**63": (lambda c: c.cancel_job(2**63), errors.InvalidArgument),
+    "job id 2**63": (lambda c: c.cancel_job(INT8_MAX + 1), errors.InvalidArgument),
     "job id negative": (lambda c: c.retry_job(-1), errors.JobNotFound),
-    "job id max int8": (lambda c: c.cancel_job(2**63 - 1), errors.JobNotFound),
+    "job id max int8": (lambda c: c.cancel_job(INT8_MAX), errors.JobNotFound),
     "dependency not a number": (
         lambda c: c.submit_job("echo", {}, organization="acme", depends_on=["x"]),  # type: ignore[list-item]
         errors.InvalidArgument,
@@ -194,7 +186,7 @@ CASES: dict[str, Case] = {
         errors.InvalidJobType,
     ),
     "organization of 100,000 characters": (
-        lambda c: c.submit_job("echo", {}, organization="o" * 100_000),
+        lambda c: c.submit_job("echo", {}, organization=LONG_NAME),
         errors.OrganizationNotFound,
     ),
     "another organization's member": (
@@ -223,7 +215,7 @@ SQL_CASES: dict[str, tuple[str, tuple[Any, ...], type[errors.JobqueueError]]] = 
     "deeply nested JSON text": (
         "SELECT jobqueue.submit_job(job_type => 'echo', params => %s::jsonb,"
         " organization => 'acme')",
-        ('{"x": ' + "[" * 200_000 + "]" * 200_000 + "}",),
+        (deep_json(200_000),),
         errors.InvalidArgument,
     ),
     "NUL escape in JSON text": (
@@ -241,7 +233,7 @@ SQL_CASES: dict[str, tuple[str, tuple[Any, ...], type[errors.JobqueueError]]] = 
     "invalid UTF-8 bytes": (
         "SELECT jobqueue.submit_job(job_type => convert_from(%s::bytea, 'UTF8'),"
         " params => '{}', organization => 'acme')",
-        (b"ec\xff\xfeho",),
+        (INVALID_UTF8,),
         errors.InvalidArgument,
     ),
     "number beyond numeric precision in a batch": (
@@ -292,7 +284,7 @@ def test_a_batch_with_one_hostile_item_writes_nothing(
     good = {"job_type": "echo", "params": {"n": 1}, "organization": "acme"}
     for bad in (
         {"job_type": "echo", "params": {"x": "\x00"}, "organization": "acme"},
-        {"job_type": "echo", "params": {"x": "y" * 300_000}, "organization": "acme"},
+        {"job_type": "echo", "params": {"x": OVERSIZED_TEXT}, "organization": "acme"},
         {"job_type": INJECTIONS[0], "params": {}, "organization": "acme"},
         {"job_type": "echo", "params": {}, "organization": "other"},
     ):
