@@ -89,19 +89,39 @@ SET search_path = jobqueue, procrastinate, pg_catalog
 AS $$
 #variable_conflict use_column
 DECLARE
+    v_changes record;
     v_illegal record;
     v_unmet record;
-    v_completed bigint[];
-    v_ended bigint[];
 BEGIN
-    SELECT o.id, o.status AS from_status, n.status AS to_status INTO v_illegal
+    -- Every consequence of the statement's status changes, sorted in one pass: a batch of
+    -- starts or finishes runs this trigger once, so its fixed cost is what each batch pays.
+    SELECT bool_or(t.event IS NULL) AS illegal,
+           array_agg(n.id) FILTER (WHERE o.status IN ('dead', 'canceled')
+                                     AND n.status = 'queued') AS retried,
+           array_agg(n.id) FILTER (WHERE n.status IN ('queued', 'retrying')) AS runnable,
+           array_agg(n.id) FILTER (WHERE o.status IN ('queued', 'retrying')
+                                     AND n.status = 'canceled') AS dropped,
+           array_agg(n.id) FILTER (WHERE n.status = 'completed') AS completed,
+           array_agg(n.id) FILTER (WHERE n.status IN ('dead', 'canceled')) AS ended
+    INTO v_changes
     FROM old_rows AS o
     JOIN new_rows AS n USING (id)
     LEFT JOIN jobqueue.job_transition AS t
         ON t.from_status = o.status AND t.to_status = n.status
-    WHERE o.status <> n.status AND t.event IS NULL
-    LIMIT 1;
-    IF FOUND THEN
+    WHERE o.status <> n.status;
+
+    IF v_changes.illegal IS NULL THEN
+        RETURN NULL;  -- no status changed: progress, checkpoints, cancel requests
+    END IF;
+
+    IF v_changes.illegal THEN
+        SELECT o.id, o.status AS from_status, n.status AS to_status INTO v_illegal
+        FROM old_rows AS o
+        JOIN new_rows AS n USING (id)
+        LEFT JOIN jobqueue.job_transition AS t
+            ON t.from_status = o.status AND t.to_status = n.status
+        WHERE o.status <> n.status AND t.event IS NULL
+        LIMIT 1;
         RAISE EXCEPTION 'job % cannot go from % to %',
             v_illegal.id, v_illegal.from_status, v_illegal.to_status
             USING ERRCODE = 'JQT01',
@@ -112,19 +132,19 @@ BEGIN
     -- A manual retry never runs a job ahead of its dependencies (there is no way back to
     -- waiting): each must have completed. Retry a failed dependency first; its dependents,
     -- canceled by its failure, are retried once it has completed.
-    SELECT n.id, d.depends_on_id, dep.status INTO v_unmet
-    FROM old_rows AS o
-    JOIN new_rows AS n USING (id)
-    JOIN jobqueue.job_dependency AS d ON d.job_id = n.id
-    JOIN jobqueue.job AS dep ON dep.id = d.depends_on_id
-    WHERE o.status IN ('dead', 'canceled') AND n.status = 'queued' AND dep.status <> 'completed'
-    LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'job % cannot be retried: its dependency % is %',
-            v_unmet.id, v_unmet.depends_on_id, v_unmet.status
-            USING ERRCODE = 'JQV04',
-                  DETAIL = format('{"job_id": %s, "depends_on": %s, "status": "%s"}',
-                                  v_unmet.id, v_unmet.depends_on_id, v_unmet.status);
+    IF v_changes.retried IS NOT NULL THEN
+        SELECT d.job_id AS id, d.depends_on_id, dep.status INTO v_unmet
+        FROM jobqueue.job_dependency AS d
+        JOIN jobqueue.job AS dep ON dep.id = d.depends_on_id
+        WHERE d.job_id = ANY (v_changes.retried) AND dep.status <> 'completed'
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'job % cannot be retried: its dependency % is %',
+                v_unmet.id, v_unmet.depends_on_id, v_unmet.status
+                USING ERRCODE = 'JQV04',
+                      DETAIL = format('{"job_id": %s, "depends_on": %s, "status": "%s"}',
+                                      v_unmet.id, v_unmet.depends_on_id, v_unmet.status);
+        END IF;
     END IF;
 
     INSERT INTO jobqueue.event (organization_id, job_id, type, data)
@@ -138,27 +158,17 @@ BEGIN
     WHERE o.status <> n.status
     ORDER BY n.id;
 
-    PERFORM jobqueue._defer_vehicles(array_agg(n.id))
-    FROM old_rows AS o JOIN new_rows AS n USING (id)
-    WHERE o.status <> n.status AND n.status IN ('queued', 'retrying')
-    HAVING count(*) > 0;
-
-    PERFORM jobqueue._drop_vehicles(array_agg(n.id))
-    FROM old_rows AS o JOIN new_rows AS n USING (id)
-    WHERE o.status IN ('queued', 'retrying') AND n.status = 'canceled'
-    HAVING count(*) > 0;
-
-    SELECT array_agg(n.id) FILTER (WHERE n.status = 'completed'),
-           array_agg(n.id) FILTER (WHERE n.status IN ('dead', 'canceled'))
-    INTO v_completed, v_ended
-    FROM old_rows AS o JOIN new_rows AS n USING (id)
-    WHERE o.status <> n.status;
-
-    IF v_completed IS NOT NULL THEN
-        PERFORM jobqueue._release_dependents(v_completed);
+    IF v_changes.runnable IS NOT NULL THEN
+        PERFORM jobqueue._defer_vehicles(v_changes.runnable);
     END IF;
-    IF v_ended IS NOT NULL THEN
-        PERFORM jobqueue._cancel_dependents(v_ended);
+    IF v_changes.dropped IS NOT NULL THEN
+        PERFORM jobqueue._drop_vehicles(v_changes.dropped);
+    END IF;
+    IF v_changes.completed IS NOT NULL THEN
+        PERFORM jobqueue._release_dependents(v_changes.completed);
+    END IF;
+    IF v_changes.ended IS NOT NULL THEN
+        PERFORM jobqueue._cancel_dependents(v_changes.ended);
     END IF;
     RETURN NULL;
 END
