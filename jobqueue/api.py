@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,8 +26,27 @@ from jobqueue.settings import Settings
 
 BIGINT_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
+# Deeper JSON parses, but encoding it again further down the stack (the driver, the response)
+# would hit Python's recursion limit; no real job's params come near this.
+MAX_JSON_DEPTH = 100
 JOB_FIELDS = frozenset(
     {"job_type", "params", "organization", "priority", "run_at", "depends_on", "dedup"}
+)
+JOB_TYPE_FIELDS = frozenset(
+    {
+        "name",
+        "handler",
+        "queue",
+        "priority",
+        "max_retries",
+        "timeout",
+        "backoff_base",
+        "backoff_max",
+        "dedup_window",
+        "rate_limit",
+        "rate_period",
+        "enabled",
+    }
 )
 
 
@@ -45,21 +65,59 @@ async def _actor(request: Request) -> str:
 async def read_json(request: Request) -> dict[str, Any]:
     """The request body as a JSON object, refusing bodies over the configured cap unread."""
     cap = _settings(request).max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
+    declared = decimal(request.headers.get("content-length", ""))
+    if declared is not None and declared > cap:
         raise errors.PayloadTooLarge(f"the request body is over {cap} bytes")
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > cap:
             raise errors.PayloadTooLarge(f"the request body is over {cap} bytes")
-    try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.InvalidArgument(f"the request body is not valid JSON: {exc}") from None
+    value = loads(body, "the request body")
     if not isinstance(value, dict):
         raise errors.InvalidArgument("the request body must be a JSON object")
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise errors.InvalidArgument(f"the request body is nested over {MAX_JSON_DEPTH} levels")
     return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than ``limit`` levels, found without recursing."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+def _no_constant(name: str) -> Any:
+    # Python's parser takes NaN and Infinity, which JSON (and PostgreSQL's jsonb) do not.
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # 1e400 would become Infinity, which no JSON encoder may write back.
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def loads(text: bytes | bytearray | str, what: str) -> Any:
+    """Strict JSON: InvalidArgument for anything RFC 8259 refuses, or that Python cannot hold.
+
+    Nesting deeper than the interpreter's recursion limit raises RecursionError from the
+    parser; that too is a malformed request, not a server error.
+    """
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise errors.InvalidArgument(f"{what} is nested too deeply") from None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise errors.InvalidArgument(f"{what} is not valid JSON: {exc}") from None
 
 
 def _is_int(value: Any) -> bool:
@@ -102,8 +160,10 @@ def parse_datetime(value: Any, key: str) -> datetime | None:
     """An ISO 8601 timestamp; one without a zone is taken as UTC."""
     if value is None:
         return None
+    # fromisoformat() ignores a trailing NUL; a timestamp is printable ASCII or nothing.
+    printable = isinstance(value, str) and value.isascii() and value.isprintable()
     try:
-        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+        parsed = datetime.fromisoformat(value) if printable else None
     except ValueError:
         parsed = None
     if parsed is None:
@@ -153,11 +213,24 @@ def parse_job(item: Any, settings: Settings) -> dict[str, Any]:
     }
 
 
+def decimal(raw: str) -> int | None:
+    """The value of a non-negative integer written in ASCII digits, else None.
+
+    ``str.isdigit()`` alone also passes digits ``int()`` cannot read ("²") or that no client
+    means as a number ("１"), and ``int()`` refuses more than 4300 digits; any value past int8
+    comes back as ``BIGINT_MAX + 1``, which every caller refuses or caps.
+    """
+    if not raw.isascii() or not raw.isdigit():
+        return None
+    digits = raw.lstrip("0") or "0"
+    return int(digits) if len(digits) <= len(str(BIGINT_MAX)) else BIGINT_MAX + 1
+
+
 def job_id_of(request: Request) -> int:
-    raw = request.path_params["job_id"]
-    if not raw.isdigit() or not 1 <= int(raw) <= BIGINT_MAX:
+    job_id = decimal(request.path_params["job_id"])
+    if job_id is None or not 1 <= job_id <= BIGINT_MAX:
         raise errors.InvalidArgument("the job id must be a positive integer")
-    return int(raw)
+    return job_id
 
 
 def encode_cursor(before_id: int) -> str:
@@ -167,9 +240,9 @@ def encode_cursor(before_id: int) -> str:
 def decode_cursor(cursor: str) -> int:
     """The keyset position an opaque cursor stands for; InvalidArgument if it is not ours."""
     try:
-        value = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        value = loads(base64.urlsafe_b64decode(cursor.encode("ascii")), "the cursor")
         before_id = value["before_id"]
-    except (ValueError, binascii.Error, KeyError, TypeError, UnicodeEncodeError):
+    except (errors.InvalidArgument, binascii.Error, KeyError, TypeError, UnicodeEncodeError):
         raise errors.InvalidArgument("invalid cursor") from None
     if not _is_int(before_id) or not 1 <= before_id <= BIGINT_MAX:
         raise errors.InvalidArgument("invalid cursor")
@@ -189,9 +262,10 @@ def _query_limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None:
         return min(settings.default_page_size, settings.max_page_size)
-    if not raw.isdigit() or int(raw) < 1:
+    limit = decimal(raw)
+    if limit is None or limit < 1:
         raise errors.InvalidArgument("'limit' must be a positive integer")
-    return min(int(raw), settings.max_page_size)
+    return min(limit, settings.max_page_size)
 
 
 async def submit_job(request: Request) -> Response:
@@ -274,6 +348,11 @@ async def list_job_types(request: Request) -> Response:
 
 async def register_job_type(request: Request) -> Response:
     body = await read_json(request)
+    unknown = set(body) - JOB_TYPE_FIELDS
+    if unknown:
+        # Refused rather than ignored: a misspelt setting would otherwise silently keep
+        # its default.
+        raise errors.InvalidArgument(f"unknown field(s): {', '.join(sorted(unknown))}")
     durations = ("timeout", "backoff_base", "backoff_max", "dedup_window", "rate_period")
     settings: dict[str, Any] = {k: _seconds(body, k) for k in durations}
     settings.update(

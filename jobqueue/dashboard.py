@@ -9,6 +9,7 @@ calls (``jobqueue.cancel_jobs`` / ``retry_jobs`` in bulk.sql), never a loop over
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -17,6 +18,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from jobqueue import calls, errors
+from jobqueue.api import BIGINT_MAX, decimal
 from jobqueue.auth import identify
 from jobqueue.client import AsyncClient
 from jobqueue.states import JobStatus
@@ -116,8 +118,10 @@ async def jobs_page(request: Request) -> Response:
         return RedirectResponse("/login", status_code=303)
     client = _client(request)
     filters = _filters(request.query_params)
-    before = request.query_params.get("before_id")
-    before_id = int(before) if before and before.isdigit() else None
+    # A position that is not a job id is ignored: the page starts from the newest job.
+    before_id = decimal(request.query_params.get("before_id", ""))
+    if before_id is not None and not 1 <= before_id <= BIGINT_MAX:
+        before_id = None
     jobs = await client.list_jobs(
         actor=identity.user_name,
         organization=filters["organization"],
@@ -146,12 +150,16 @@ async def job_page(request: Request) -> Response:
         identity = await identify(request)
     except errors.Unauthenticated:
         return RedirectResponse("/login", status_code=303)
-    job_id = int(request.path_params["job_id"])
+    raw = request.path_params["job_id"]
+    job_id = decimal(raw)
     client = _client(request)
-    try:
-        job = await client.get_job(job_id, actor=identity.user_name)
-    except errors.JobNotFound:
-        return await _page(request, "not_found.html", 404, what=f"job {job_id}")
+    job = None
+    # A segment that cannot be a job id is a missing job, like any other.
+    if job_id is not None and 1 <= job_id <= BIGINT_MAX:
+        with contextlib.suppress(errors.JobNotFound):
+            job = await client.get_job(job_id, actor=identity.user_name)
+    if job is None or job_id is None:
+        return await _page(request, "not_found.html", 404, what=f"job {raw[:40]}")
     attempts = await client.job_attempts(job_id, actor=identity.user_name)
     return await _page(request, "job.html", job=job, attempts=attempts)
 
@@ -212,7 +220,8 @@ routes: list[BaseRoute] = [
     Route("/", overview),
     Route("/login", login),
     Route("/jobs", jobs_page),
-    Route("/jobs/{job_id:int}", job_page),
+    # A plain segment, not Starlette's int convertor, which fails on more than 4300 digits.
+    Route("/jobs/{job_id}", job_page),
     Route("/types/{name:str}", job_type_page),
     Route("/workers", workers_page),
     Route("/api/jobs/bulk-cancel", bulk_cancel, methods=["POST"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, Self
 
@@ -20,12 +20,15 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: timestamps as ISO 8601, durations in seconds."""
         out: dict[str, Any] = {}
-        for key, value in asdict(self).items():  # type: ignore[call-overload]
+        # Shallow: asdict() would deep-copy params and results, recursing twice per level of
+        # nesting, and no field holds another record.
+        for field in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
             if isinstance(value, datetime):
                 value = value.isoformat()
             elif isinstance(value, timedelta):
                 value = value.total_seconds()
-            out[key] = value
+            out[field.name] = value
         return out
 
 

@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from jobqueue import db, errors
-from jobqueue.api import query_filter
+from jobqueue.api import BIGINT_MAX, decimal, query_filter
 from jobqueue.auth import identify, request_token
 from jobqueue.client import AsyncClient
 from jobqueue.models import Event
@@ -340,6 +340,7 @@ async def events(request: Request) -> Response:
 def _optional_id(raw: str | None, name: str, low: int = 1) -> int | None:
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or not low <= int(raw) <= 2**63 - 1:
-        raise errors.InvalidArgument(f"'{name}' must be a non-negative integer")
-    return int(raw)
+    value = decimal(raw)
+    if value is None or not low <= value <= BIGINT_MAX:
+        raise errors.InvalidArgument(f"'{name}' must be an integer from {low} to {BIGINT_MAX}")
+    return value
