@@ -93,18 +93,27 @@ async def connect_async(dsn: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]
 
 
 def make_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> psycopg_pool.ConnectionPool:
-    """An opened connection pool with jobqueue's session settings."""
+    """An opened connection pool with jobqueue's session settings, in autocommit: each call
+    of the API is one statement, so a BEGIN and a COMMIT would be two wasted round trips."""
     return psycopg_pool.ConnectionPool(
-        dsn, min_size=min_size, max_size=max_size, kwargs=connection_kwargs(), open=True
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=connection_kwargs() | {"autocommit": True},
+        open=True,
     )
 
 
 async def make_async_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10
 ) -> psycopg_pool.AsyncConnectionPool:
-    """An opened async connection pool with jobqueue's session settings."""
+    """An opened async connection pool with jobqueue's session settings, in autocommit."""
     pool = psycopg_pool.AsyncConnectionPool(
-        dsn, min_size=min_size, max_size=max_size, kwargs=connection_kwargs(), open=False
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=connection_kwargs() | {"autocommit": True},
+        open=False,
     )
     await pool.open()
     return pool
