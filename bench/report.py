@@ -37,6 +37,8 @@ def metrics(processes: tuple[int, ...], batch_size: int) -> list[Metric]:
         Metric("history_enqueue_single_per_s", "history: enqueue, 1 per txn (jobs/s)", 0, True),
         Metric("history_enqueue_batch_per_s", "history: enqueue, batches (jobs/s)", 0, True),
         Metric("history_drain_per_s", "history: drain, 1 process (jobs/s)", 0, True),
+        Metric("history_list_jobs_ms", "history: list_jobs first page (ms)", 1, False),
+        Metric("history_metrics_ms", "history: metrics, one organization (ms)", 1, False),
         Metric("rows_written_per_job", "rows written / job (enqueue + run)", 1, False),
         Metric("wal_bytes_per_job", "WAL bytes / job (enqueue + run)", 0, False),
         Metric("round_trips_per_job", "round trips / job (enqueue + run)", 2, False),

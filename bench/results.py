@@ -52,6 +52,10 @@ def figures(system: System, processes: Iterable[int]) -> dict[str, float | bool 
         out["history_drain_per_s"] = median([x["drain"]["per_second"] for x in history])
         if any(x["drain"]["timed_out"] for x in history):
             out["history_drain_per_s_partial"] = True
+        for key in ("list_jobs_ms", "metrics_ms"):
+            timed = [x["reads_ms"][key] for x in history if (x.get("reads_ms") or {}).get(key)]
+            if timed:
+                out[f"history_{key}"] = median(timed)
     if cost := r.get("cost"):
         for window in ("enqueue_single", "enqueue_batch", "processing"):
             for key in ("rows", "wal_bytes", "round_trips"):

@@ -3,7 +3,8 @@
 For each system a history database is built once (all systems at the same time, before any
 measurement): the schema, ``history_jobs`` finished jobs written the way the system leaves
 them (``Adapter.add_history``), then VACUUM ANALYZE. Every round copies it, enqueues one
-per transaction and in batches, and drains with one process.
+per transaction and in batches, drains with one process, and times the system's own read
+queries (``Adapter.history_reads``: jobqueue's ``list_jobs`` first page and ``metrics``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ async def run(bench: Bench, systems: list[System]) -> None:
                         sizes.history_single + sizes.history_batch,
                         timeout=sizes.history_drain_timeout,
                     )
+                    async with await bench.observer(db) as conn:
+                        reads = await system.adapter.history_reads(conn)
             except MEASUREMENT_ERRORS as exc:
                 failed(system, NAME, exc)
                 continue
@@ -85,12 +88,14 @@ async def run(bench: Bench, systems: list[System]) -> None:
                     "enqueue_single_per_second": single["per_second"],
                     "enqueue_batch_per_second": batch["per_second"],
                     "drain": outcome.as_dict(),
+                    "reads_ms": reads,
                 },
             )
             say(
                 f"{system.name:<14} history        single {single['per_second']:,.0f}/s"
                 f"  batch {batch['per_second']:,.0f}/s  drain {outcome.per_second or 0:,.0f}/s"
                 + (" (cut short)" if outcome.timed_out else "")
+                + "".join(f"  {k.removesuffix('_ms')} {v:.1f} ms" for k, v in (reads or {}).items())
             )
     finally:
         for name in templates.values():

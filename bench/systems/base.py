@@ -78,6 +78,11 @@ class Adapter:
         """
         raise NotImplementedError
 
+    async def history_reads(self, conn: psycopg.AsyncConnection) -> dict[str, float] | None:
+        """Milliseconds of the system's own read queries at history size (the first page of
+        its job list, its metrics), or None when it has none to time."""
+        return None
+
     # ---- client side -------------------------------------------------------------------------
 
     async def install(self, dsn: str) -> None:

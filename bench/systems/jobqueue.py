@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +88,25 @@ class JobqueueAdapter(Adapter):
             """,
             {"org": ORGANIZATION, "type": JOB_TYPE, "n": count},
         )
+
+    async def history_reads(self, conn: psycopg.AsyncConnection) -> dict[str, float] | None:
+        # Medians of five runs each, after one unmeasured run that warms the caches.
+        queries = {
+            "list_jobs_ms": (
+                "SELECT * FROM jobqueue.list_jobs(organization => %(org)s, page_size => 50)"
+            ),
+            "metrics_ms": "SELECT jobqueue.metrics(organization => %(org)s)",
+        }
+        timings: dict[str, float] = {}
+        for key, sql in queries.items():
+            runs = []
+            for attempt in range(6):
+                started = time.perf_counter()
+                await (await conn.execute(sql, {"org": ORGANIZATION})).fetchall()
+                if attempt:
+                    runs.append((time.perf_counter() - started) * 1000)
+            timings[key] = statistics.median(runs)
+        return timings
 
     async def install(self, dsn: str) -> None:
         from jobqueue.client import AsyncClient
