@@ -21,6 +21,7 @@ from jobqueue import calls, errors
 from jobqueue.api import BIGINT_MAX, decimal
 from jobqueue.auth import identify
 from jobqueue.client import AsyncClient
+from jobqueue.routing import LiteralRoute
 from jobqueue.states import JobStatus
 
 PAGE_SIZE = 50
@@ -224,7 +225,7 @@ routes: list[BaseRoute] = [
     Route("/jobs/{job_id}", job_page),
     Route("/types/{name:str}", job_type_page),
     Route("/workers", workers_page),
-    Route("/api/jobs/bulk-cancel", bulk_cancel, methods=["POST"]),
-    Route("/api/jobs/bulk-retry", bulk_retry, methods=["POST"]),
-    Route("/api/workers", workers),
+    LiteralRoute("/api/jobs/bulk-cancel", bulk_cancel, methods=["POST"]),
+    LiteralRoute("/api/jobs/bulk-retry", bulk_retry, methods=["POST"]),
+    LiteralRoute("/api/workers", workers),
 ]

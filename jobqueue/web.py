@@ -23,12 +23,13 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from jobqueue import api, auth, dashboard, errors, openapi, prom, sse
 from jobqueue.client import AsyncClient
 from jobqueue.migrate import status as migration_status
+from jobqueue.routing import LiteralRoute
 from jobqueue.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -92,14 +93,14 @@ async def healthz(request: Request) -> Response:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _route(path: str, **by_method: Endpoint) -> Route:
+def _route(path: str, **by_method: Endpoint) -> LiteralRoute:
     """One route per path, so a 405 answers every method the path supports in ``Allow``."""
 
     async def dispatch(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
         return await by_method[method](request)
 
-    return Route(path, dispatch, methods=list(by_method))
+    return LiteralRoute(path, dispatch, methods=list(by_method))
 
 
 def api_routes() -> list[BaseRoute]:
@@ -150,8 +151,9 @@ def create_app(settings: Settings) -> Starlette:
         )
     STATIC_DIR.mkdir(exist_ok=True)
     routes = [
-        *api_routes(),
+        # First: its /api/jobs/bulk-* paths must be seen before /api/jobs/{job_id}.
         *dashboard.routes,
+        *api_routes(),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     return Starlette(
