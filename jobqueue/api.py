@@ -120,19 +120,27 @@ def loads(text: bytes | bytearray | str, what: str) -> Any:
         raise errors.InvalidArgument(f"{what} is not valid JSON: {exc}") from None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _integer(value: Any) -> int | None:
+    """A JSON integer, else None: 3 and 3.0 alike (JSON does not tell them apart, and JSON
+    Schema calls both integers), never true or 3.5."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _opt_int(
-    body: dict[str, Any], key: str, low: int = -INT_MAX, high: int = INT_MAX
+    body: dict[str, Any], key: str, low: int = -INT_MAX - 1, high: int = INT_MAX
 ) -> int | None:
-    value = body.get(key)
-    if value is None:
+    if body.get(key) is None:
         return None
-    if not _is_int(value) or not low <= value <= high:
+    value = _integer(body[key])
+    if value is None or not low <= value <= high:
         raise errors.InvalidArgument(f"'{key}' must be an integer between {low} and {high}")
-    return int(value)
+    return value
 
 
 def _req_str(body: dict[str, Any], key: str) -> str:
@@ -157,20 +165,28 @@ def _opt_bool(body: dict[str, Any], key: str) -> bool | None:
 
 
 def parse_datetime(value: Any, key: str) -> datetime | None:
-    """An ISO 8601 timestamp; one without a zone is taken as UTC."""
+    """An ISO 8601 (RFC 3339) timestamp, in UTC; one without a zone is taken as UTC."""
     if value is None:
         return None
     # fromisoformat() ignores a trailing NUL; a timestamp is printable ASCII or nothing.
     printable = isinstance(value, str) and value.isascii() and value.isprintable()
     try:
-        parsed = datetime.fromisoformat(value) if printable else None
+        # RFC 3339 allows a lower-case "t" and "z", which fromisoformat() does not.
+        parsed = datetime.fromisoformat(value.upper()) if printable else None
     except ValueError:
         parsed = None
     if parsed is None:
         raise errors.InvalidArgument(f"'{key}' must be an ISO 8601 timestamp")
-    if not datetime(1, 1, 2).date() <= parsed.date() <= datetime(9999, 12, 30).date():
-        raise errors.InvalidArgument(f"'{key}' is out of range")
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        # Within a day of year 1 or of year 10000 with an offset, the instant has no UTC
+        # datetime in Python (nor one PostgreSQL reads back); no job is anywhere near, so the
+        # nearest one that exists compares the same.
+        edge = datetime.min if parsed.year == 1 else datetime.max
+        return edge.replace(tzinfo=UTC)
 
 
 def _seconds(body: dict[str, Any], key: str) -> timedelta | None:
@@ -197,11 +213,11 @@ def parse_job(item: Any, settings: Settings) -> dict[str, Any]:
     if len(json.dumps(params)) > settings.max_params_bytes:
         raise errors.PayloadTooLarge(f"'params' is over {settings.max_params_bytes} bytes")
     depends_on = item.get("depends_on")
-    if depends_on is not None and (
-        not isinstance(depends_on, list)
-        or not all(_is_int(d) and 1 <= d <= BIGINT_MAX for d in depends_on)
-    ):
-        raise errors.InvalidArgument("'depends_on' must be a list of job ids")
+    if depends_on is not None:
+        ids = [_integer(d) for d in depends_on] if isinstance(depends_on, list) else [None]
+        if not all(d is not None and 1 <= d <= BIGINT_MAX for d in ids):
+            raise errors.InvalidArgument("'depends_on' must be a list of job ids")
+        depends_on = ids
     return {
         "job_type": _req_str(item, "job_type"),
         "params": params,
@@ -244,9 +260,10 @@ def decode_cursor(cursor: str) -> int:
         before_id = value["before_id"]
     except (errors.InvalidArgument, binascii.Error, KeyError, TypeError, UnicodeEncodeError):
         raise errors.InvalidArgument("invalid cursor") from None
-    if not _is_int(before_id) or not 1 <= before_id <= BIGINT_MAX:
+    position = _integer(before_id)
+    if position is None or not 1 <= position <= BIGINT_MAX:
         raise errors.InvalidArgument("invalid cursor")
-    return int(before_id)
+    return position
 
 
 def query_filter(request: Request, name: str) -> str | None:

@@ -113,7 +113,7 @@ PATHS: dict[str, Any] = {
             body={
                 "type": "object",
                 "required": ["token"],
-                "properties": {"token": {"type": "string"}},
+                "properties": {"token": NAME},
             },
             secured=False,
             extra={"401": UNAUTHENTICATED},
@@ -242,8 +242,7 @@ PATHS: dict[str, Any] = {
         ),
         "post": _operation(
             "Create or update a job type (admins)",
-            _json(_ref("JobType"), "The job type."),
-            status="201",
+            _json(_ref("JobType"), "The job type, created or updated."),
             body=_ref("RegisterJobType"),
         ),
     },

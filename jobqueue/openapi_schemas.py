@@ -5,15 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 BIGINT_MAX = 2**63 - 1
-INT32 = {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1}
 JOB_ID = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 TIMESTAMP = {"type": "string", "format": "date-time"}
-SECONDS = {"type": "number", "minimum": 0, "maximum": 10 * 365 * 86400}
 NAME = {"type": "string", "minLength": 1}
+# The bounds below are the CHECK constraints of jobqueue.job_type and jobqueue.job
+# (migrations/0001, 0003), so a value the document allows is one the engine takes.
+PRIORITY = {"type": "integer", "minimum": -1000, "maximum": 1000}
+WEEK = 7 * 86400
+SECONDS = {"type": "number", "minimum": 0, "maximum": WEEK}
+# PostgreSQL keeps intervals in microseconds: anything shorter is zero.
+POSITIVE_SECONDS = {"type": "number", "minimum": 1e-6, "maximum": WEEK}
+IDENT = "[A-Za-z_][A-Za-z0-9_]*"
 STATUSES = ["waiting", "queued", "running", "completed", "retrying", "dead", "canceled"]
 
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema, or null; an optional field sent as null means its default."""
     return {"anyOf": [schema, {"type": "null"}]}
 
 
@@ -83,11 +90,11 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "job_type": NAME,
             "organization": NAME,
-            "params": {"type": "object"},
-            "priority": nullable(INT32),
+            "params": nullable({"type": "object"}),
+            "priority": nullable(PRIORITY),
             "run_at": nullable(TIMESTAMP),
             "depends_on": nullable({"type": "array", "items": JOB_ID}),
-            "dedup": {"type": "boolean", "default": True},
+            "dedup": nullable({"type": "boolean", "default": True}),
         },
     },
     "Attempt": {
@@ -132,18 +139,29 @@ SCHEMAS: dict[str, Any] = {
         "required": ["name", "handler"],
         "additionalProperties": False,
         "properties": {
-            "name": NAME,
-            "handler": {**NAME, "description": "module.path:function"},
-            "queue": NAME,
-            "priority": INT32,
-            "max_retries": INT32,
-            "timeout": SECONDS,
-            "backoff_base": SECONDS,
-            "backoff_max": SECONDS,
-            "dedup_window": nullable(SECONDS),
-            "rate_limit": nullable(INT32),
-            "rate_period": nullable(SECONDS),
-            "enabled": {"type": "boolean"},
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$"},
+            "handler": {
+                "type": "string",
+                "pattern": f"^{IDENT}(\\.{IDENT})*(:{IDENT}(\\.{IDENT})*)?$",
+                "description": "module.path:function",
+            },
+            "queue": nullable({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"}),
+            "priority": nullable(PRIORITY),
+            "max_retries": nullable({"type": "integer", "minimum": 0, "maximum": 100}),
+            "timeout": nullable(POSITIVE_SECONDS),
+            "backoff_base": nullable({**SECONDS, "description": "At most backoff_max (600)."}),
+            "backoff_max": nullable(SECONDS),
+            "dedup_window": nullable({**POSITIVE_SECONDS, "maximum": 10**9}),
+            "rate_limit": nullable(
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 2**31 - 1,
+                    "description": "Given together with rate_period, or neither.",
+                }
+            ),
+            "rate_period": nullable({**POSITIVE_SECONDS, "maximum": 86400}),
+            "enabled": nullable({"type": "boolean"}),
         },
     },
     "Organization": {

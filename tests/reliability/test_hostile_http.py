@@ -315,8 +315,22 @@ CASES: dict[str, Case] = {
         for what, raw in [
             ("garbage", INJECTIONS[1]),
             ("month 13", "2024-13-01T00:00:00Z"),
-            ("year 9999", "9999-12-31T23:59:59Z"),
+            ("year 10000", "10000-01-01T00:00:00Z"),
             ("NUL", "2024-01-01T00:00:00\x00"),
+        ]
+    },
+    **{
+        f"list: created_after {what} matches nothing": Case(
+            "GET",
+            "/api/jobs",
+            200,
+            params={"created_after": raw},
+            media="application/json",
+            answer={"jobs": [], "next_cursor": None},
+        )
+        for what, raw in [
+            ("at the end of year 9999", "9999-12-31T23:59:59-23:59"),
+            ("in lower case, in 9999", "9999-01-01t00:00:00z"),
         ]
     },
     # --- GET /api/metrics
@@ -506,6 +520,9 @@ CASES: dict[str, Case] = {
     # --- routing
     "routing: PUT on the jobs": Case("PUT", "/api/jobs", 405, body=GOOD),
     "routing: DELETE a job": Case("DELETE", f"/api/jobs/{OWN_JOB}", 405),
+    # Not taken for GET /api/jobs/{job_id} with "batch" as the id.
+    "routing: GET on the batch route": Case("GET", "/api/jobs/batch", 405),
+    "routing: GET on bulk cancel": Case("GET", "/api/jobs/bulk-cancel", 405),
     "routing: no such route": Case("GET", "/api/" + quote(INJECTIONS[0], safe=""), 404),
 }
 
