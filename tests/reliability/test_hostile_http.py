@@ -29,7 +29,13 @@ import pytest
 from jobqueue import db as jobqueue_db
 from jobqueue.client import Client
 from tests.conftest import fresh_database
-from tests.integration.web_helpers import assert_problem, build_world, running_server, settings_for
+from tests.integration.web_helpers import (
+    assert_problem,
+    bearer,
+    build_world,
+    running_server,
+    settings_for,
+)
 from tests.reliability.conftest import table_fingerprints
 from tests.reliability.corpus import (
     DIGITS_BEYOND_INT_PARSING,
@@ -561,10 +567,6 @@ class Site:
         for token in self.tokens.values():
             assert self.http.get("/api/me", headers=bearer(token)).status_code == 200
         self.touched = time.monotonic()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture(scope="module")
