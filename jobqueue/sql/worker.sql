@@ -125,6 +125,8 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_ids bigint[];
+    v_vehicles bigint[];
+    v_jobs bigint[];
 BEGIN
     IF max_count IS NULL OR max_count NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'max_count must be between 1 and 1000, got %', quote_nullable(max_count)
@@ -134,12 +136,17 @@ BEGIN
     IF v_ids IS NULL THEN
         RETURN;
     END IF;
-    -- The jobs in id order, as finish_attempts and the bulk actions lock them.
-    PERFORM FROM jobqueue.job AS j
-    WHERE j.id IN (SELECT (v.args ->> 'job_id')::bigint FROM procrastinate_jobs AS v
-                   WHERE v.id = ANY (v_ids) AND v.task_name = 'jobqueue.run')
-    ORDER BY j.id
-    FOR UPDATE;
+    -- The vehicles' jobs, locked in id order as finish_attempts and the bulk actions lock
+    -- them. Every later statement finds them through these arrays by primary key: joined
+    -- any other way, the planner may walk every active job to find ten.
+    SELECT array_agg(m.vehicle_id ORDER BY m.job_id), array_agg(m.job_id ORDER BY m.job_id)
+    INTO v_vehicles, v_jobs
+    FROM (
+        SELECT v.id AS vehicle_id, (v.args ->> 'job_id')::bigint AS job_id
+        FROM procrastinate_jobs AS v
+        WHERE v.id = ANY (v_ids) AND v.task_name = 'jobqueue.run'
+    ) AS m;
+    PERFORM FROM jobqueue.job AS j WHERE j.id = ANY (v_jobs) ORDER BY j.id FOR UPDATE;
     -- A job no longer runnable (canceled since its vehicle was deferred) gets attempt null,
     -- and the bridge drops its vehicle.
     RETURN QUERY
@@ -148,11 +155,10 @@ BEGIN
         SET status = 'running', attempt = j.attempt + 1,
             started_at = coalesce(j.started_at, now()), next_retry_at = NULL,
             updated_at = now()
-        FROM procrastinate_jobs AS v
-        WHERE v.id = ANY (v_ids) AND v.task_name = 'jobqueue.run'
-          AND j.id = (v.args ->> 'job_id')::bigint AND j.status IN ('queued', 'retrying')
+        FROM unnest(v_vehicles, v_jobs) AS m (vehicle_id, job_id)
+        WHERE j.id = m.job_id AND j.status IN ('queued', 'retrying')
         RETURNING j.id, j.attempt, j.organization_id, j.job_type, j.timeout, j.params,
-                  j.checkpoint, v.id AS vehicle_id
+                  j.checkpoint, m.vehicle_id
     ), attempts AS (
         INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type, worker_id,
                                       procrastinate_job_id)
