@@ -15,9 +15,20 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.timeout(600)
 def test_quick_benchmark_runs_and_reports_every_system(server_dsn: str) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--systems", "jobqueue,procrastinate",
-         "--dsn", server_dsn],
-        cwd=REPO, capture_output=True, text=True, timeout=540,
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--systems",
+            "jobqueue,procrastinate",
+            "--dsn",
+            server_dsn,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=540,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "ratio jobqueue / peer" in run.stdout
