@@ -52,7 +52,7 @@ CREATE OR REPLACE FUNCTION jobqueue._drop_vehicles(p_job_ids bigint[]) RETURNS v
 LANGUAGE sql
 SET search_path = jobqueue, procrastinate, pg_catalog
 AS $$
-    -- A vehicle being fetched right now is skipped: the fetch trigger will find the job no
+    -- A vehicle being claimed right now is skipped: the claim will find the job no
     -- longer runnable and the worker drops it (worker.sql).
     DELETE FROM procrastinate_jobs
     WHERE id IN (

@@ -1,7 +1,8 @@
 -- worker.sql: what workers call while a job runs, and the fencing that keeps them honest.
 --
--- Owns:      starting attempts (folded into procrastinate's fetch by a trigger, so a start
---            costs no round trip of its own), finishing them, progress and checkpoints.
+-- Owns:      starting attempts in the claim itself (fetch_vehicles, set-based; or a trigger
+--            on procrastinate's own fetch), so a start costs no round trip of its own;
+--            finishing them in batches, progress and checkpoints.
 -- Public:    fetch_vehicles(queues, worker_id, max_count)  -- procrastinate's fetch for a batch,
 --                                                         attempts started set-based
 --            finish_attempts(outcomes jsonb)  -- many outcomes in one call; per item accepted
@@ -13,15 +14,18 @@
 --            report_progress(job_id, attempt, percent, message)    -- returns cancel_requested
 --            save_checkpoint(job_id, attempt, checkpoint)
 --            job_checkpoint(job_id)
--- Internal:  _tg_vehicle__before_fetch  -- on procrastinate_jobs todo -> doing for
---                                          'jobqueue.run': queued|retrying -> running, a new
+-- Internal:  _claimable_vehicles, _outcome_items  -- the batch helpers
+--            _tg_vehicle__before_fetch  -- on procrastinate's own fetch (todo -> doing of a
+--                                          'jobqueue.run' vehicle not started by
+--                                          fetch_vehicles): queued|retrying -> running, a new
 --                                          attempt row; the attempt number, handler path,
 --                                          params, organization, timeout and checkpoint into the
 --                                          vehicle's args
 -- Fencing:   every call names (job_id, attempt) and acts only while that attempt is the job's
 --            current running one.
 -- States:    queued|retrying -> running; running -> completed|retrying|dead|canceled.
--- Locks:     the job's row lock; vehicles are locked by procrastinate's fetch (SKIP LOCKED).
+-- Locks:     jobs' row locks, a batch's in id order; vehicles are locked by the claim
+--            (SKIP LOCKED), then their jobs.
 -- Raises:    JQS01 stale attempt, JQV03 bad argument.
 -- Events:    transitions via the lifecycle trigger; 'progress' from report_progress.
 
@@ -166,7 +170,7 @@ BEGIN
                s.vehicle_id
         FROM started AS s
     ), ride AS (
-        -- Everything the bridge needs to run the handler, as the fetch trigger puts it.
+        -- Everything the bridge needs to run the handler, as the fetch trigger puts it too.
         SELECT s.vehicle_id, jsonb_build_object(
                    'attempt', s.attempt, 'job_type', s.job_type,
                    'timeout', extract(epoch FROM s.timeout), 'handler', t.handler,

@@ -39,7 +39,7 @@ app = JobqueueApp(
 async def run(
     context: job_context.JobContext, /, job_id: int, attempt: int | None = None, **vehicle: Any
 ) -> str | None:
-    """Run one attempt of a jobqueue job; the fetch trigger filled in the vehicle's args."""
+    """Run one attempt of a jobqueue job; the claim filled in the vehicle's args."""
     if attempt is None:
         return None  # the job stopped being runnable (canceled) between defer and fetch
     return await bridge.run_attempt(

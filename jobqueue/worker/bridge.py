@@ -1,10 +1,10 @@
 """The bridge: the one procrastinate task that runs every jobqueue job.
 
-The fetch trigger (worker.sql) has already started the attempt and put everything needed on
-the vehicle's args (attempt number, handler path, params, organization, timeout, checkpoint),
-so running a job needs no query of its own. Outcomes go to the worker's outcome buffer, which
-records them with :func:`record_outcomes` in batches; retries are scheduled by the engine's
-SQL, never by procrastinate (the task has ``retry=False``).
+The claim (``fetch_vehicles`` in worker.sql) has already started the attempt and put
+everything needed on the vehicle's args (attempt number, handler path, params, organization,
+timeout, checkpoint), so running a job needs no query of its own. Outcomes go to the worker's
+outcome buffer, which records them with :func:`record_outcomes` in batches; retries are
+scheduled by the engine's SQL, never by procrastinate (the task has ``retry=False``).
 """
 
 from __future__ import annotations
