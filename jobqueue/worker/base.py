@@ -209,7 +209,7 @@ class JobqueueWorker(worker.Worker):
         """
         task = self.app.tasks[BRIDGE_TASK]
         try:
-            result = await task.func(context, **context.job.task_kwargs)
+            await task.func(context, **context.job.task_kwargs)
         except BaseException as exc:
             cancelled = isinstance(exc, asyncio.CancelledError)
             status = jobs.Status.ABORTED if cancelled else jobs.Status.FAILED
@@ -218,8 +218,10 @@ class JobqueueWorker(worker.Worker):
             if cancelled:
                 raise
             return
-        done = job_context.JobResult(start_timestamp=context.start_timestamp, result=result)
-        await self._persist_job_status(context.job, jobs.Status.SUCCEEDED, None, context, done)
+        # The bridge returned VEHICLE_FINISHED: its outcome went to finish_attempts, which
+        # ends the vehicle; only the worker's own bookkeeping is left.
+        if context.job.id is not None:
+            self._job_ids_to_abort.pop(context.job.id, None)
 
     async def _persist_job_status(
         self,
