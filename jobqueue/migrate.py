@@ -32,6 +32,7 @@ SQL_FILES = (
     "lifecycle.sql",
     "dependencies.sql",
     "submit.sql",
+    "integrity.sql",
     "worker.sql",
     "events.sql",
     "queries.sql",

@@ -72,7 +72,8 @@ CREATE TRIGGER tg_procrastinate_jobs__before_fetch
     BEFORE UPDATE OF status ON procrastinate.procrastinate_jobs
     FOR EACH ROW
     WHEN (OLD.status = 'todo' AND NEW.status = 'doing' AND NEW.task_name = 'jobqueue.run'
-          AND NOT NEW.args ? 'attempt')  -- fetch_vehicles has started it already
+          -- fetch_vehicles starts its attempts itself
+          AND current_setting('jobqueue.claiming', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION jobqueue._tg_vehicle__before_fetch();
 
 -- The vehicles fetch_vehicles may take, locked: procrastinate_fetch_job_v2's choice for a
@@ -125,6 +126,10 @@ CREATE OR REPLACE FUNCTION jobqueue.fetch_vehicles(
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = jobqueue, procrastinate, pg_catalog
 SET random_page_cost = 1.1  -- see finish_attempts
+SET enable_seqscan = off
+SET enable_bitmapscan = off
+-- Tells the fetch trigger that this claim starts its attempts itself; restored on return.
+SET jobqueue.claiming = 'on'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -140,9 +145,8 @@ BEGIN
     IF v_ids IS NULL THEN
         RETURN;
     END IF;
-    -- The vehicles' jobs, locked in id order as finish_attempts and the bulk actions lock
-    -- them. Every later statement finds them through these arrays by primary key: joined
-    -- any other way, the planner may walk every active job to find ten.
+    -- The vehicles' jobs, by id. Every later statement finds them through these arrays by
+    -- primary key: joined any other way, the planner may walk every active job to find ten.
     SELECT array_agg(m.vehicle_id ORDER BY m.job_id), array_agg(m.job_id ORDER BY m.job_id)
     INTO v_vehicles, v_jobs
     FROM (
@@ -150,19 +154,20 @@ BEGIN
         FROM procrastinate_jobs AS v
         WHERE v.id = ANY (v_ids) AND v.task_name = 'jobqueue.run'
     ) AS m;
-    PERFORM FROM jobqueue.job AS j WHERE j.id = ANY (v_jobs) ORDER BY j.id FOR UPDATE;
     -- A job no longer runnable (canceled since its vehicle was deferred) gets attempt null,
     -- and the bridge drops its vehicle.
+    -- The UPDATE locks the jobs in id order, as finish_attempts and the bulk actions do, with
+    -- no lock statement (and WAL record) of its own: "id = ANY" on the primary key is an index
+    -- scan, which visits the array's ids in key order (seq and bitmap scans are off here).
     RETURN QUERY
     WITH started AS (
         UPDATE jobqueue.job AS j
         SET status = 'running', attempt = j.attempt + 1,
             started_at = coalesce(j.started_at, now()), next_retry_at = NULL,
             updated_at = now()
-        FROM unnest(v_vehicles, v_jobs) AS m (vehicle_id, job_id)
-        WHERE j.id = m.job_id AND j.status IN ('queued', 'retrying')
+        WHERE j.id = ANY (v_jobs) AND j.status IN ('queued', 'retrying')
         RETURNING j.id, j.attempt, j.organization_id, j.job_type, j.timeout, j.params,
-                  j.checkpoint, m.vehicle_id
+                  j.checkpoint, v_vehicles[array_position(v_jobs, j.id)] AS vehicle_id
     ), attempts AS (
         INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type, worker_id,
                                       procrastinate_job_id)
@@ -180,15 +185,19 @@ BEGIN
         JOIN jobqueue.job_type AS t ON t.name = s.job_type
         JOIN jobqueue.organization AS o ON o.id = s.organization_id
     )
+    -- The ride goes back to the worker but is not stored: the vehicle row keeps its args, so
+    -- its new version differs from the old only in status and worker, and the WAL carries
+    -- little more than that.
     UPDATE procrastinate_jobs AS v
-    SET status = 'doing', worker_id = fetch_vehicles.worker_id,
-        args = CASE WHEN v.task_name = 'jobqueue.run'
-                    THEN v.args || coalesce(r.args, jsonb_build_object('attempt', NULL))
-                    ELSE v.args END
+    SET status = 'doing', worker_id = fetch_vehicles.worker_id
     FROM unnest(v_ids) AS i (id)
     LEFT JOIN ride AS r ON r.vehicle_id = i.id
     WHERE v.id = i.id
-    RETURNING v.*;
+    RETURNING v.id, v.queue_name, v.task_name, v.priority, v.lock, v.queueing_lock,
+              CASE WHEN v.task_name = 'jobqueue.run'
+                   THEN v.args || coalesce(r.args, jsonb_build_object('attempt', NULL))
+                   ELSE v.args END,
+              v.status, v.scheduled_at, v.attempts, v.abort_requested, v.worker_id;
 END
 $$;
 
