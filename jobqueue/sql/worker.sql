@@ -302,6 +302,10 @@ SET search_path = jobqueue, procrastinate, pg_catalog
 -- random_page_cost the planner prefers hashing a whole table of a few thousand rows to ten
 -- index lookups. The same holds for fetch_vehicles.
 SET random_page_cost = 1.1
+-- A session keeps its plans, and a plan made while the attempt table was nearly empty (the
+-- start of a drain, statistics not yet gathered) scans it whole on every later call, at
+-- tens of milliseconds once it holds thousands of rows. No statement here needs a scan.
+SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
