@@ -98,14 +98,21 @@ class JobqueueWorker(worker.Worker):
         """Claim vehicles, as many per round trip as there are free slots, and start them,
         until none is left or a stop is requested."""
         while not self._stop_event.is_set():
-            if self._outcomes is not None:
+            # The waits below cost a few tasks each; a busy worker, whose outcome buffer has
+            # room and whose slots just freed, skips them.
+            if self._outcomes is not None and not self._outcomes.room():
                 await utils.wait_any(self._outcomes.has_room(), self._stop_event.wait())
-            first_slot = asyncio.ensure_future(self._job_semaphore.acquire())
-            await utils.wait_any(first_slot, self._stop_event.wait())
-            if self._stop_event.is_set():
-                if first_slot.done() and not first_slot.cancelled():
-                    self._job_semaphore.release()
-                break
+                if self._stop_event.is_set():
+                    break
+            if self._job_semaphore.locked():
+                first_slot = asyncio.ensure_future(self._job_semaphore.acquire())
+                await utils.wait_any(first_slot, self._stop_event.wait())
+                if self._stop_event.is_set():
+                    if first_slot.done() and not first_slot.cancelled():
+                        self._job_semaphore.release()
+                    break
+            else:
+                await self._job_semaphore.acquire()  # free: returns without suspending
             slots = 1
             while slots < min(self.concurrency, MAX_CLAIM) and not self._job_semaphore.locked():
                 await self._job_semaphore.acquire()

@@ -43,11 +43,16 @@ OUTCOMES_KEY = "jobqueue.outcomes"
 
 async def execute(pool: psycopg_pool.AsyncConnectionPool, call: calls.Call[Any]) -> Any:
     """Run one call of :mod:`jobqueue.calls` on the worker's pool."""
+    return call.shape(await _fetch_rows(pool, call))
+
+
+async def _fetch_rows(
+    pool: psycopg_pool.AsyncConnectionPool, call: calls.Call[Any]
+) -> list[dict[str, Any]]:
     with db.translated():
         async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute(call.sql, call.params)
-            rows = await cur.fetchall()
-    return call.shape(rows)
+            return await cur.fetchall()
 
 
 async def record_outcomes(
@@ -58,18 +63,28 @@ async def record_outcomes(
     Every outcome a worker produces goes through here (batched by the worker's
     :class:`~jobqueue.worker.outcomes.OutcomeBuffer`).
     """
+    call = calls.finish_attempts(outcomes)
     for delay in FINISH_RETRY_DELAYS:
         try:
-            results: list[models.FinishResult] = await execute(
-                pool, calls.finish_attempts(outcomes)
-            )
+            rows = await _fetch_rows(pool, call)
             break
         except (errors.DatabaseUnavailable, psycopg_pool.PoolTimeout) as exc:
             logger.warning("recording outcomes failed (%s); retrying in %ss", exc, delay)
             await asyncio.sleep(delay)
     else:
         # Still failing: the rescuer closes these attempts once their timeout has passed.
-        results = await execute(pool, calls.finish_attempts(outcomes))
+        rows = await _fetch_rows(pool, call)
+    # Built field by field: Record.from_row looks up the dataclass's fields for every row,
+    # which costs more per job than the rest of recording it.
+    results = [
+        models.FinishResult(
+            job_id=row["job_id"],
+            attempt=row["attempt"],
+            accepted=row["accepted"],
+            status=row["status"],
+        )
+        for row in rows
+    ]
     for result in results:
         if not result.accepted:
             logger.warning(
@@ -146,9 +161,17 @@ def _run_in_thread(
 
 
 def _is_async(fn: Any) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - an instance with an async __call__
-    )
+    kind = _kinds.get(fn)
+    if kind is None:
+        kind = _kinds[fn] = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - an instance with an async __call__
+        )
+    return kind
+
+
+# Whether each handler is async, by handler: inspect's answer costs more than a no-op job.
+# Handlers are few and cached by jobqueue.handlers for the process's life anyway.
+_kinds: dict[Any, bool] = {}
 
 
 def _forget(task: asyncio.Future[Any]) -> None:
@@ -159,6 +182,33 @@ def _forget(task: asyncio.Future[Any]) -> None:
             t.exception()
 
     task.add_done_callback(swallow)
+
+
+async def _settle_by(
+    loop: asyncio.AbstractEventLoop, running: asyncio.Future[Any], deadline: float
+) -> bool:
+    """Wait until ``running`` is done (True) or ``deadline`` (monotonic) has passed (False).
+
+    ``asyncio.wait`` would do, but it builds sets, a waiter, a timer and callbacks through
+    layers that cost more than a short job; this is one future, one timer and one callback.
+    Cancelling the caller leaves ``running`` alone, as ``asyncio.wait`` does.
+    """
+    if running.done():
+        return True
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(max(0.0, deadline - time.monotonic()), wake)
+    running.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        running.remove_done_callback(wake)
+    return running.done()
 
 
 async def run_attempt(
@@ -208,13 +258,13 @@ async def run_attempt(
 
     running: asyncio.Future[Any]
     if _is_async(fn):
-        running = asyncio.ensure_future(call_async())
+        running = loop.create_task(call_async())
     else:
         running = _run_in_thread(loop, fn, ctx, params)
 
     outcome: dict[str, Any]
     try:
-        done, _ = await asyncio.wait({running}, timeout=max(0.0, deadline - time.monotonic()))
+        done = await _settle_by(loop, running, deadline)
     except asyncio.CancelledError:
         # procrastinate cancels the bridge when the job is aborted: a cancel request from the
         # engine, or the worker stopping after its grace period.
@@ -255,6 +305,13 @@ async def _hand_over(
         await record_outcomes(pool, [outcome])
 
 
+def _plain(result: Any) -> bool:
+    """Whether JSON and jsonb surely take ``result`` as it is, so the trial encoding can be
+    skipped: floats may be NaN, strings may hold NUL, and a huge int has too many digits."""
+    kind = type(result)
+    return result is None or kind is bool or (kind is int and -(2**63) <= result < 2**63)
+
+
 def _settled(ctx: JobContext, ids: tuple[int, int], running: asyncio.Future[Any]) -> dict[str, Any]:
     """The outcome of a handler that returned or raised."""
     if running.cancelled():
@@ -264,6 +321,8 @@ def _settled(ctx: JobContext, ids: tuple[int, int], running: asyncio.Future[Any]
     exc = running.exception()
     if exc is None:
         result = running.result()
+        if _plain(result):
+            return _outcome(ids, "completed", result=result)
         try:
             encoded = json.dumps(result, allow_nan=False)
         except (TypeError, ValueError) as bad:

@@ -54,6 +54,10 @@ class OutcomeBuffer:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")
 
+    def room(self) -> bool:
+        """Whether fewer than ``limit`` outcomes are uncommitted (claims may go on)."""
+        return self._room.is_set()
+
     async def has_room(self) -> None:
         """Wait until fewer than ``limit`` outcomes are uncommitted (back-pressure on claims)."""
         await self._room.wait()
