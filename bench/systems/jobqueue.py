@@ -50,8 +50,13 @@ class JobqueueAdapter(Adapter):
         return None
 
     async def unfinished(self, conn: psycopg.AsyncConnection, enqueued: int) -> int:
-        # The predicate of job_active_idx: finished jobs are never visited.
-        cur = await conn.execute(f"SELECT count(*) FROM jobqueue.job WHERE status IN {ACTIVE}")
+        # Live statuses of the one organization, a range of job_org_status_id_idx: finished
+        # jobs are never visited.
+        cur = await conn.execute(
+            "SELECT count(*) FROM jobqueue.job AS j JOIN jobqueue.organization AS o"
+            f" ON o.id = j.organization_id WHERE o.name = %s AND j.status IN {ACTIVE}",
+            (ORGANIZATION,),
+        )
         row = await cur.fetchone()
         return int(row[0]) if row else 0
 

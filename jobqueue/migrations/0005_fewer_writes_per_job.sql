@@ -2,7 +2,8 @@
 -- and nothing read.
 --
 -- job_finished_at_idx: one more index entry at every job's end. The cleanup now walks
--- job_org_finished_idx one organization at a time (maintenance.sql).
+-- job_org_finished_idx one organization at a time (maintenance.sql). job_active_idx: see
+-- below.
 --
 -- The vehicle's BEFORE DELETE trigger: a row trigger makes PostgreSQL lock each row before
 -- deleting it (one WAL record per vehicle), even when its WHEN clause then skips the call.
@@ -15,6 +16,11 @@
 -- the bytes that changed.
 
 DROP INDEX jobqueue.job_finished_at_idx;
+
+-- job_active_idx (organization, status, priority) of live jobs: an entry at submit and
+-- another at every start, for reads that job_org_status_id_idx answers as well (live jobs of
+-- an organization by status; the priority comes from the row).
+DROP INDEX jobqueue.job_active_idx;
 
 DROP TRIGGER procrastinate_trigger_delete_jobs_v1 ON procrastinate.procrastinate_jobs;
 ALTER TABLE procrastinate.procrastinate_periodic_defers

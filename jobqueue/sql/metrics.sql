@@ -3,7 +3,7 @@
 -- Public:    metrics(actor, organization, since)  -- counts by status, queue depth by priority,
 --            processing time (avg, p50, p95, p99), failure rate by type, throughput over time.
 --            organization NULL: every organization the actor may see.
--- Reads:     live jobs through job_active_idx; jobs and attempts finished since `since`
+-- Reads:     live jobs through job_org_status_id_idx; jobs and attempts finished since `since`
 --            through job_org_finished_idx and attempt_org_finished_idx, so the cost follows the
 --            window, not the history.
 -- Locks:     none.
