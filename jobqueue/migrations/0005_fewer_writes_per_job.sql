@@ -22,6 +22,12 @@ DROP INDEX jobqueue.job_finished_at_idx;
 -- an organization by status; the priority comes from the row).
 DROP INDEX jobqueue.job_active_idx;
 
+-- job_completed_hash_idx serves the dedup window only. A job of a type without a window
+-- drops its hash when it completes (worker.sql) and so takes no entry here.
+DROP INDEX jobqueue.job_completed_hash_idx;
+CREATE INDEX job_completed_hash_idx ON jobqueue.job (job_hash, finished_at DESC)
+    WHERE status = 'completed' AND job_hash IS NOT NULL;
+
 DROP TRIGGER procrastinate_trigger_delete_jobs_v1 ON procrastinate.procrastinate_jobs;
 ALTER TABLE procrastinate.procrastinate_periodic_defers
     DROP CONSTRAINT procrastinate_periodic_defers_job_id_fkey,

@@ -246,7 +246,7 @@ BEGIN
         v_status := 'dead';
     END IF;
 
-    IF v_status = 'retrying' THEN
+    IF v_status IN ('retrying', 'completed') THEN
         SELECT * INTO v_type FROM jobqueue.job_type WHERE name = v_job.job_type;
     END IF;
     UPDATE jobqueue.job
@@ -262,6 +262,9 @@ BEGIN
                                                             v_type.backoff_max, v_job.attempt)
                         END,
         finished_at = CASE WHEN v_status IN ('completed', 'dead', 'canceled') THEN now() END,
+        -- as in finish_attempts
+        job_hash = CASE WHEN v_status = 'completed' AND v_type.dedup_window IS NULL
+                        THEN NULL ELSE job_hash END,
         updated_at = now()
     WHERE id = p_job_id;
     RETURN v_status;
@@ -357,7 +360,7 @@ BEGIN
                         AND j.attempt - j.retry_base <= j.max_retries THEN 'retrying'
                    ELSE 'dead'
                END::jobqueue.job_status AS next_status,
-               t.backoff_base, t.backoff_max
+               t.backoff_base, t.backoff_max, t.dedup_window
         FROM jobqueue._outcome_items(outcomes) AS x
         LEFT JOIN jobqueue.job AS j ON j.id = x.job_id
         LEFT JOIN jobqueue.job_type AS t ON t.name = j.job_type
@@ -382,6 +385,10 @@ BEGIN
                             END,
             finished_at = CASE WHEN d.next_status IN ('completed', 'dead', 'canceled')
                                THEN now() END,
+            -- A completed job's hash only serves its type's dedup window; without one, it
+            -- is dropped, and the job stays out of job_completed_hash_idx.
+            job_hash = CASE WHEN d.next_status = 'completed' AND d.dedup_window IS NULL
+                            THEN NULL ELSE j.job_hash END,
             updated_at = now()
         FROM decided AS d
         WHERE d.accepted AND j.id = d.job_id

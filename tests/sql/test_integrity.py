@@ -1,10 +1,12 @@
-"""What stays consistent without foreign keys on the hot path (migration 0005): a job's
-organization and type cannot go while it exists, cleanup takes a job's attempts with it, and
-a claim leaves the vehicle row as it was but for its status and worker."""
+"""What a job run no longer writes (migration 0005), and what stays true without it: a job's
+organization and type cannot go while it exists, cleanup takes a job's attempts with it, a
+claim leaves the vehicle row as it was but for its status and worker, and a completed job
+keeps its dedup hash only when its type has a dedup window."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -141,3 +143,30 @@ def test_deleting_a_periodic_jobs_vehicle_unlinks_its_defer(
         " WHERE task_name = 'some.periodic'"
     ).fetchone()
     assert defer == {"job_id": None}
+
+
+def test_only_windowed_types_keep_the_hash_of_completed_jobs(
+    setup: Client, conn: psycopg.Connection[Any]
+) -> None:
+    make_job_type(setup, "windowed", dedup_window=timedelta(hours=1))
+    plain = setup.submit_job("echo", {"n": 1}, organization="acme")
+    windowed = setup.submit_job("windowed", {"n": 1}, organization="acme")
+    worker = conn.execute("SELECT procrastinate.procrastinate_register_worker_v1() AS id")
+    worker_id = worker.fetchone()["id"]  # type: ignore[index]
+    claim = calls.fetch_vehicles(None, worker_id, 10)
+    assert len(conn.execute(claim.sql, claim.params).fetchall()) == 2
+    finish = calls.finish_attempts(
+        [{"job_id": j.id, "attempt": 1, "outcome": "completed"} for j in (plain, windowed)]
+    )
+    conn.execute(finish.sql, finish.params).fetchall()
+
+    hashes = {
+        r["id"]: r["job_hash"]
+        for r in conn.execute("SELECT id, job_hash FROM jobqueue.job WHERE status = 'completed'")
+    }
+    assert hashes[plain.id] is None and hashes[windowed.id] is not None
+    assert setup.submit_job("windowed", {"n": 1}, organization="acme").id == windowed.id
+    # A window given to the type later does not reach back to jobs completed without one.
+    make_job_type(setup, "echo", dedup_window=timedelta(hours=1))
+    again = setup.submit_job("echo", {"n": 1}, organization="acme")
+    assert not again.duplicate and again.id != plain.id
