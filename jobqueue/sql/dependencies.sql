@@ -17,8 +17,17 @@ SET search_path = jobqueue, pg_catalog
 AS $$
 #variable_conflict use_column
 DECLARE
+    v_dependents bigint[];
     v_candidates bigint[];
 BEGIN
+    -- Most finished jobs have no dependents: one index probe per batch, and done. The
+    -- dependents are then found by primary key; "status = 'waiting'" alone would have the
+    -- planner walk every live job.
+    v_dependents := ARRAY(SELECT d.job_id FROM jobqueue.job_dependency AS d
+                          WHERE d.depends_on_id = ANY (p_job_ids));
+    IF cardinality(v_dependents) = 0 THEN
+        RETURN;
+    END IF;
     -- Lock first, decide in the next statement. Two transactions completing a job's last two
     -- dependencies at once both lock the dependent; the second one waits for the first to
     -- commit, and only a statement that starts after that wait has a snapshot in which the
@@ -28,9 +37,7 @@ BEGIN
     FROM (
         SELECT j.id
         FROM jobqueue.job AS j
-        WHERE j.id IN (SELECT d.job_id FROM jobqueue.job_dependency AS d
-                       WHERE d.depends_on_id = ANY (p_job_ids))
-          AND j.status = 'waiting'
+        WHERE j.id = ANY (v_dependents) AND j.status = 'waiting'
         ORDER BY j.id
         FOR UPDATE
     ) AS c;
@@ -58,8 +65,9 @@ AS $$
                (SELECT min(d.depends_on_id) FROM jobqueue.job_dependency AS d
                 WHERE d.job_id = j.id AND d.depends_on_id = ANY (p_job_ids)) AS cause
         FROM jobqueue.job AS j
-        WHERE j.id IN (SELECT d.job_id FROM jobqueue.job_dependency AS d
-                       WHERE d.depends_on_id = ANY (p_job_ids))
+        -- by primary key, as in _release_dependents
+        WHERE j.id = ANY (ARRAY(SELECT d.job_id FROM jobqueue.job_dependency AS d
+                                WHERE d.depends_on_id = ANY (p_job_ids)))
           AND j.status = 'waiting'
         ORDER BY j.id
         FOR UPDATE
