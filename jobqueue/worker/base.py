@@ -27,6 +27,7 @@ from jobqueue import calls
 from jobqueue.tasks import maintenance
 from jobqueue.worker import bridge
 from jobqueue.worker.outcomes import OutcomeBuffer
+from jobqueue.worker.slots import Slots
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -49,6 +50,11 @@ WORKER_DEFAULTS: dict[str, Any] = {
 # Vehicles one claim takes at most, however many slots are free.
 MAX_CLAIM = 100
 
+# How long a busy worker with fewer than half its slots free waits for more to free before it
+# claims: a few no-op jobs' time, a fraction of a claim's round trip under load, and nothing
+# next to a job that runs for seconds.
+CLAIM_GATHER = 0.005
+
 BRIDGE_TASK = "jobqueue.run"  # the task of every vehicle; worker.sql and lifecycle.sql name it
 
 
@@ -58,10 +64,29 @@ class JobqueueWorker(worker.Worker):
 
     _stop_requested = False
     _outcomes: OutcomeBuffer | None = None
+    _slots: Slots | None = None
 
     def stop(self) -> None:
         self._stop_requested = True
         super().stop()  # type: ignore[no-untyped-call]
+        self._wake_claim_loop()
+
+    def _wake_claim_loop(self) -> None:
+        """End the claim loop's wait for slots, so that it sees the stop request."""
+        loop, slots = self._loop, self._slots
+        if loop is None or slots is None:
+            return
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is loop:
+            slots.wake()
+        else:
+            try:
+                loop.call_soon_threadsafe(slots.wake)
+            except RuntimeError:
+                pass  # the loop is closed: nothing waits any more
 
     async def run(self) -> None:
         # procrastinate runs sync code on the loop's default executor, capped at cpu+4
@@ -88,6 +113,7 @@ class JobqueueWorker(worker.Worker):
             **(self.additional_context or {}),
             bridge.OUTCOMES_KEY: self._outcomes,
         }
+        self._slots = Slots(self.concurrency)
         try:
             await super().run()  # type: ignore[no-untyped-call]
         finally:
@@ -97,39 +123,38 @@ class JobqueueWorker(worker.Worker):
     async def _fetch_and_process_jobs(self) -> None:
         """Claim vehicles, as many per round trip as there are free slots, and start them,
         until none is left or a stop is requested."""
+        slots = self._slots
+        assert slots is not None
+        batch = min(self.concurrency, MAX_CLAIM)
         while not self._stop_event.is_set():
-            # The waits below cost a few tasks each; a busy worker, whose outcome buffer has
-            # room and whose slots just freed, skips them.
             if self._outcomes is not None and not self._outcomes.room():
                 await utils.wait_any(self._outcomes.has_room(), self._stop_event.wait())
+                continue
+            if slots.free == 0:
+                await slots.wait_for(1)  # a job ends, or stop() wakes it
+                continue
+            if slots.used and slots.free < batch // 2:
+                # A claim costs the database about as much for one vehicle as for ten, and
+                # jobs claimed together tend to end together: claiming at the first freed
+                # slot would split each batch into one job and the rest, for good. A busy
+                # worker gives its running jobs CLAIM_GATHER to free more slots; an idle
+                # one, or one with half its slots free, claims at once.
+                await slots.wait_for(batch // 2, CLAIM_GATHER)
                 if self._stop_event.is_set():
                     break
-            if self._job_semaphore.locked():
-                first_slot = asyncio.ensure_future(self._job_semaphore.acquire())
-                await utils.wait_any(first_slot, self._stop_event.wait())
-                if self._stop_event.is_set():
-                    if first_slot.done() and not first_slot.cancelled():
-                        self._job_semaphore.release()
-                    break
-            else:
-                await self._job_semaphore.acquire()  # free: returns without suspending
-            slots = 1
-            while slots < min(self.concurrency, MAX_CLAIM) and not self._job_semaphore.locked():
-                await self._job_semaphore.acquire()
-                slots += 1
+            count = min(slots.free, batch)
+            slots.take(count)
             try:
-                vehicles = await self._claim(slots)
+                vehicles = await self._claim(count)
             except BaseException:
-                for _ in range(slots):
-                    self._job_semaphore.release()
+                slots.give(count)
                 raise
             finally:
                 self._new_job_event.clear()
-            for _ in range(slots - len(vehicles)):
-                self._job_semaphore.release()
+            slots.give(count - len(vehicles))
             for vehicle in vehicles:
-                self._start(vehicle)
-            if len(vehicles) < slots:
+                self._start(vehicle, slots)
+            if len(vehicles) < count:
                 break  # the queue is empty for now: wait for a notification or the poll
 
     async def _claim(self, count: int) -> list[jobs.Job]:
@@ -138,8 +163,9 @@ class JobqueueWorker(worker.Worker):
         rows = await self.app.connector.execute_query_all_async(call.sql, **call.params)
         return [jobs.Job.from_row(row) for row in rows]
 
-    def _start(self, job: jobs.Job) -> None:
-        """Run a claimed job as procrastinate would: a JobContext, a task, a slot."""
+    def _start(self, job: jobs.Job, slots: Slots) -> None:
+        """Run a claimed job, in a slot taken for it, as procrastinate would: a JobContext,
+        a task."""
         job_id = job.id
         context = job_context.JobContext(
             app=self.app,
@@ -156,7 +182,7 @@ class JobqueueWorker(worker.Worker):
 
         def release(done: asyncio.Task[Any]) -> None:
             del self._running_jobs[done]
-            self._job_semaphore.release()
+            slots.give()
 
         task.add_done_callback(release)
 

@@ -154,3 +154,15 @@ def unstorable(ctx: JobContext, what: str) -> Any:
     if what == "nul_result":
         return {"value": "a\x00b"}
     raise RuntimeError("bad\x00byte")
+
+
+async def noop(ctx: JobContext, ms: float = 0, **params: Any) -> None:
+    """Returns after ``ms`` milliseconds; at once, without a single await, by default."""
+    if ms:
+        await asyncio.sleep(ms / 1000)
+
+
+async def hold(ctx: JobContext, seconds: float = 60.0) -> None:
+    """Holds its slot until canceled or ``seconds`` have passed."""
+    await _record_async(ctx, "holding")
+    await asyncio.sleep(seconds)

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from jobqueue.client import Client
-from tests.acceptance.conftest import Workers
+from tests.acceptance.conftest import Workers, executions, job_type
 from tests.waiting import wait_for
 
 
@@ -71,3 +71,43 @@ def test_a_stopping_worker_records_every_outcome_it_holds(
         "SELECT count(*) FROM jobqueue.job WHERE status = 'completed'"
     ).fetchone()  # type: ignore[misc]
     assert 0 < completed < 3000
+
+
+def claim_sizes(db: psycopg.Connection[Any], job_type_name: str) -> list[int]:
+    """Attempts per claim: a claim starts its attempts in one statement, so they share their
+    transaction's timestamp."""
+    rows = db.execute(
+        "SELECT count(*) FROM jobqueue.attempt WHERE job_type = %s GROUP BY started_at",
+        (job_type_name,),
+    ).fetchall()
+    return sorted(int(r[0]) for r in rows)
+
+
+def test_a_slot_held_by_a_long_job_does_not_split_the_other_slots_claims(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    """Claiming at the first freed slot would claim the long job's neighbours one by one, or
+    one and the rest: short jobs claimed together end within moments of each other, and the
+    worker waits that moment before it claims."""
+    hold = job_type(client, "hold", "hold", max_retries=0)
+    quick = job_type(client, "quick", "noop", max_retries=0)
+    (holder,) = client.submit_jobs([{"job_type": hold, "params": {}, "organization": org}])
+    workers.start(concurrency=10)
+    wait_for(lambda: executions(db, holder.id, "holding"), timeout=60, what="the long job")
+
+    client.submit_jobs(
+        [
+            {"job_type": quick, "params": {"ms": i % 3, "n": i}, "organization": org}
+            for i in range(450)
+        ]
+    )
+    wait_for(
+        lambda: unfinished(db) == 1, timeout=120, interval=0.1, what="the short jobs to finish"
+    )
+
+    sizes = claim_sizes(db, quick)
+    assert sum(sizes) == 450
+    # Nine slots are free around the long job: claims take them together, not in ones.
+    small = [size for size in sizes if size < 9 // 2]
+    assert len(sizes) <= 450 // 4, sizes
+    assert len(small) <= len(sizes) // 5, sizes
