@@ -4,8 +4,10 @@
 -- Public:    register_job_type(name, handler, queue, priority, ..., actor)  -- upsert a job type
 --            set_job_type_enabled(name, enabled, actor)
 --            list_job_types(actor)
---            submit_jobs(jobs jsonb[], actor)   -- many jobs in one set-based statement
---            submit_job(job_type, params, organization, ..., actor)  -- a batch of one
+--            submit_jobs(jobs jsonb[], actor)   -- many jobs, set-based
+--            submit_job(job_type, params, organization, ..., actor)  -- one job, same rules
+-- Internal:  _parse_submissions(jobs, actor)  -- the element-by-element reading of a batch;
+--            submit_jobs reads a batch in one query and calls it only to name an error
 -- States:    inserts 'queued' (runnable, or scheduled for run_at) or 'waiting' (dependencies).
 -- Dedup:     job_hash = sha256(type, organization, canonical params); the partial unique index
 --            job_active_hash_key makes a second active copy impossible (ON CONFLICT DO NOTHING),
@@ -607,6 +609,6 @@ COMMENT ON FUNCTION jobqueue.set_job_type_enabled(text, boolean, text) IS
 COMMENT ON FUNCTION jobqueue.list_job_types(text) IS
     'list_job_types(actor): every job type, by name.';
 COMMENT ON FUNCTION jobqueue.submit_jobs(jsonb, text) IS
-    'submit_jobs(jobs jsonb[], actor): many jobs in one set-based statement, same rules as submit_job; one row per input, in order.';
+    'submit_jobs(jobs jsonb[], actor): many jobs, set-based, same rules as submit_job; one row per input, in order.';
 COMMENT ON FUNCTION jobqueue.submit_job(text, jsonb, text, integer, timestamp with time zone, bigint[], boolean, text) IS
-    'submit_job(job_type, params, organization, ..., actor): a batch of one; returns the job, with duplicate = true when an active (or, within the dedup window, completed) copy exists.';
+    'submit_job(job_type, params, organization, ..., actor): one job, with the rules and errors of a batch of one; returns the job, with duplicate = true when an active (or, within the dedup window, completed) copy exists.';
