@@ -30,22 +30,51 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._defer_vehicles(p_job_ids bigint[]) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = jobqueue, procrastinate, pg_catalog
+-- The plan is the same for one id or a thousand (the primary key); planning it afresh on
+-- every call cost more than running it.
+SET plan_cache_mode = force_generic_plan
 AS $$
+#variable_conflict use_column
+DECLARE
+    v_queues text[];
+    v_first_ids bigint[];
+BEGIN
     -- One procrastinate job per runnable job. The queueing lock names the job, so a second
     -- waiting vehicle for the same job is impossible and cancel finds the waiting one by index.
-    SELECT procrastinate_defer_jobs_v1(array_agg(
-        ROW(j.queue, 'jobqueue.run', j.priority, NULL, 'jobqueue:' || j.id,
-            jsonb_build_object('job_id', j.id),
-            CASE j.status
-                WHEN 'retrying' THEN j.next_retry_at
-                ELSE nullif(greatest(j.run_at, now()), now())
-            END
-        )::procrastinate_job_to_defer_v1 ORDER BY j.id))
-    FROM jobqueue.job AS j
-    WHERE j.id = ANY (p_job_ids)
-    HAVING count(*) > 0
+    -- The rows are the ones procrastinate_defer_jobs_v1 writes (procrastinate is pinned),
+    -- inserted here so that the statement also learns each vehicle's queue.
+    WITH inserted AS (
+        INSERT INTO procrastinate_jobs (
+            queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at
+        )
+        SELECT j.queue, 'jobqueue.run', j.priority, NULL, 'jobqueue:' || j.id,
+               jsonb_build_object('job_id', j.id),
+               CASE j.status
+                   WHEN 'retrying' THEN j.next_retry_at
+                   ELSE nullif(greatest(j.run_at, now()), now())
+               END
+        FROM jobqueue.job AS j
+        WHERE j.id = ANY (p_job_ids)
+        ORDER BY j.id
+        RETURNING id, queue_name
+    )
+    SELECT array_agg(q.queue_name), array_agg(q.first_id) INTO v_queues, v_first_ids
+    FROM (SELECT i.queue_name, min(i.id) AS first_id FROM inserted AS i
+          GROUP BY i.queue_name) AS q;
+
+    -- procrastinate's own trigger sends a NOTIFY per job inserted. For vehicles it is off
+    -- (migration 0006), and this sends one per queue and statement instead, on the same two
+    -- channels with the same payload. Its worker reads only the payload's type, and all the
+    -- notifications of a transaction arrive together at commit: one wakes a worker just as
+    -- a thousand would.
+    PERFORM pg_notify('procrastinate_queue_v1#' || q.queue_name, q.payload),
+            pg_notify('procrastinate_any_queue_v1', q.payload)
+    FROM (SELECT u.queue_name,
+                 json_build_object('type', 'job_inserted', 'job_id', u.first_id)::text AS payload
+          FROM unnest(v_queues, v_first_ids) AS u (queue_name, first_id)) AS q;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._drop_vehicles(p_job_ids bigint[]) RETURNS void

@@ -3,11 +3,12 @@ element-by-element _parse_submissions only to name an error; submit_job takes a 
 own for one job without dependencies. Both must answer exactly as the rules say: the same
 error (SQLSTATE and message) as the element-by-element reading, nothing written on an error,
 one row per input in order, dedup against active jobs and within a batch, one event per new
-job, one vehicle per queued job."""
+job, one vehicle per queued job, and one procrastinate NOTIFY per queue and statement."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -295,3 +296,61 @@ def test_every_key_reads_as_the_element_by_element_reading(setup: Client, dsn: s
     assert jobs == [dataclasses.replace(setup.get_job(j.id), duplicate=j.duplicate) for j in jobs]
     assert [j.depends_on for j in jobs] == [[], [], [dep.id], []]
     assert [j.status for j in jobs] == ["queued", "queued", "waiting", "queued"]
+
+
+def test_vehicles_notify_once_per_queue_and_statement(setup: Client, dsn: str) -> None:
+    make_job_type(setup, "mail", queue="mail")
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        for channel in (
+            "procrastinate_any_queue_v1",
+            "procrastinate_queue_v1#default",
+            "procrastinate_queue_v1#mail",
+        ):
+            listener.execute(f'LISTEN "{channel}"')
+        jobs = setup.submit_jobs(
+            [good(params={"n": n}) for n in range(50)]
+            + [good(job_type="mail", params={"n": n}) for n in range(30)]
+            + [good(params={"later": 1}, run_at=(datetime.now(UTC) + timedelta(hours=1)))]
+        )
+        received = list(listener.notifies(timeout=1.0, stop_after=10))
+    by_channel: dict[str, list[dict[str, Any]]] = {}
+    for n in received:
+        by_channel.setdefault(n.channel, []).append(json.loads(n.payload))
+    assert sorted(by_channel) == [
+        "procrastinate_any_queue_v1",
+        "procrastinate_queue_v1#default",
+        "procrastinate_queue_v1#mail",
+    ]
+    assert len(by_channel["procrastinate_any_queue_v1"]) == 2
+    assert len(by_channel["procrastinate_queue_v1#default"]) == 1
+    assert len(by_channel["procrastinate_queue_v1#mail"]) == 1
+    with db.connect(dsn) as conn:
+        for queue in ("default", "mail"):
+            [payload] = by_channel[f"procrastinate_queue_v1#{queue}"]
+            assert set(payload) == {"type", "job_id"} and payload["type"] == "job_inserted"
+            row = conn.execute(
+                "SELECT queue_name, (args ->> 'job_id')::bigint"
+                " FROM procrastinate.procrastinate_jobs WHERE id = %s",
+                (payload["job_id"],),
+            ).fetchone()
+            assert row is not None and row[0] == queue
+            assert row[1] in {j.id for j in jobs}
+        assert conn.execute(
+            "SELECT count(*) FROM procrastinate.procrastinate_jobs WHERE task_name = 'jobqueue.run'"
+        ).fetchone() == (len(jobs),)
+
+
+def test_other_procrastinate_tasks_still_notify_per_job(setup: Client, dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as listener:
+        listener.execute('LISTEN "procrastinate_queue_v1#builtin"')
+        with psycopg.connect(dsn) as conn:
+            conn.execute("SET search_path = procrastinate")  # as procrastinate's own calls run
+            ids = conn.execute(
+                "SELECT procrastinate.procrastinate_defer_jobs_v1(ARRAY["
+                " ROW('builtin', 'some.task', 0, NULL, NULL, '{}', NULL),"
+                " ROW('builtin', 'some.task', 0, NULL, NULL, '{}', NULL)"
+                "]::procrastinate.procrastinate_job_to_defer_v1[])"
+            ).fetchone()
+        received = list(listener.notifies(timeout=1.0, stop_after=2))
+    assert ids is not None
+    assert sorted(json.loads(n.payload)["job_id"] for n in received) == sorted(ids[0])
