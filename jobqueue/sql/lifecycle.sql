@@ -15,7 +15,8 @@
 --            identical twin (same dedup hash) is active, JQV04 retry of a job with a
 --            dependency that has not completed.
 -- Events:    one event row per status change ('submitted' on insert, else the transition's
---            event); the event table's trigger sends the NOTIFY (events.sql).
+--            event); the event table's trigger sends the NOTIFY (events.sql). Vehicles send
+--            procrastinate's job_inserted once per queue and statement (migration 0006).
 
 CREATE OR REPLACE FUNCTION jobqueue._backoff(
     p_base interval, p_max interval, p_attempt integer
@@ -97,6 +98,9 @@ LANGUAGE plpgsql
 SET search_path = jobqueue, procrastinate, pg_catalog
 AS $$
 #variable_conflict use_column
+DECLARE
+    v_queues text[];
+    v_first_ids bigint[];
 BEGIN
     INSERT INTO jobqueue.event (organization_id, job_id, type, data)
     SELECT n.organization_id, n.id, 'submitted',
@@ -104,10 +108,27 @@ BEGIN
     FROM new_rows AS n
     ORDER BY n.id;
 
-    PERFORM jobqueue._defer_vehicles(array_agg(n.id))
-    FROM new_rows AS n
-    WHERE n.status = 'queued'
-    HAVING count(*) > 0;
+    -- The vehicles of the queued ones, as _defer_vehicles writes them and with its
+    -- notifications, from the rows at hand rather than read back from the table.
+    WITH inserted AS (
+        INSERT INTO procrastinate_jobs (
+            queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at
+        )
+        SELECT n.queue, 'jobqueue.run', n.priority, NULL, 'jobqueue:' || n.id,
+               jsonb_build_object('job_id', n.id), nullif(greatest(n.run_at, now()), now())
+        FROM new_rows AS n
+        WHERE n.status = 'queued'
+        ORDER BY n.id
+        RETURNING id, queue_name
+    )
+    SELECT array_agg(q.queue_name), array_agg(q.first_id) INTO v_queues, v_first_ids
+    FROM (SELECT i.queue_name, min(i.id) AS first_id FROM inserted AS i
+          GROUP BY i.queue_name) AS q;
+    PERFORM pg_notify('procrastinate_queue_v1#' || q.queue_name, q.payload),
+            pg_notify('procrastinate_any_queue_v1', q.payload)
+    FROM (SELECT u.queue_name,
+                 json_build_object('type', 'job_inserted', 'job_id', u.first_id)::text AS payload
+          FROM unnest(v_queues, v_first_ids) AS u (queue_name, first_id)) AS q;
     RETURN NULL;
 END
 $$;
@@ -217,20 +238,26 @@ CREATE TRIGGER tg_job__after_update
 
 CREATE OR REPLACE FUNCTION jobqueue._job_infos(p_job_ids bigint[])
 RETURNS SETOF jobqueue.job_info
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = jobqueue, pg_catalog
+-- Primary-key lookups whatever the number of ids: a plan kept for the session, where a SQL
+-- function would plan again on every call (most calls ask for one job).
+SET plan_cache_mode = force_generic_plan
 AS $$
-    SELECT j.id, j.job_type, o.name, j.queue, j.status, j.priority, j.params, j.attempt,
-           j.max_retries, j.timeout, j.run_at, j.next_retry_at, j.progress, j.progress_message,
-           j.result, j.last_error, j.cancel_requested, j.created_by, j.created_at, j.started_at,
-           j.finished_at, j.updated_at,
-           coalesce((SELECT array_agg(d.depends_on_id ORDER BY d.depends_on_id)
-                     FROM jobqueue.job_dependency AS d WHERE d.job_id = j.id), '{}'),
-           false
-    FROM unnest(p_job_ids) WITH ORDINALITY AS i (id, ord)
-    JOIN jobqueue.job AS j ON j.id = i.id
-    JOIN jobqueue.organization AS o ON o.id = j.organization_id
-    ORDER BY i.ord
+BEGIN
+    RETURN QUERY
+        SELECT j.id, j.job_type, o.name, j.queue, j.status, j.priority, j.params, j.attempt,
+               j.max_retries, j.timeout, j.run_at, j.next_retry_at, j.progress,
+               j.progress_message, j.result, j.last_error, j.cancel_requested, j.created_by,
+               j.created_at, j.started_at, j.finished_at, j.updated_at,
+               coalesce((SELECT array_agg(d.depends_on_id ORDER BY d.depends_on_id)
+                         FROM jobqueue.job_dependency AS d WHERE d.job_id = j.id), '{}'),
+               false
+        FROM unnest(p_job_ids) WITH ORDINALITY AS i (id, ord)
+        JOIN jobqueue.job AS j ON j.id = i.id
+        JOIN jobqueue.organization AS o ON o.id = j.organization_id
+        ORDER BY i.ord;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._lock_visible_job(p_job_id bigint, p_actor text)
