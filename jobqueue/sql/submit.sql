@@ -231,6 +231,7 @@ DECLARE
     v_has_rate boolean;
     v_new bigint;
     v_inserted bigint;
+    v_missing bigint;
     v_bad record;
     v_over record;
 BEGIN
@@ -374,20 +375,23 @@ BEGIN
     )
     SELECT count(*) INTO v_inserted FROM inserted;
 
-    IF v_inserted < v_new THEN
+    v_missing := v_new - v_inserted;
+    WHILE v_missing > 0 LOOP
         -- A submit that met an active job with the same hash (another submitter's, or an
         -- earlier element of this batch) answers with that job. This is a new statement, so it
         -- sees a conflicting job that another transaction committed while this one waited on
-        -- it. Should that job have ended meanwhile, the newest of its hash answers (never
-        -- none, so rows stay aligned).
-        v_subs := ARRAY(
+        -- it. Should that job have ended meanwhile, the newest of its hash answers.
+        SELECT array_agg(r.sub), count(*) FILTER (WHERE r.unresolved)
+        INTO v_subs, v_missing
+        FROM (
             SELECT ROW(s.ord, s.job_type, s.organization_id, s.queue, s.priority, s.params,
                        s.run_at, s.depends_on, s.job_hash, s.max_retries, s.timeout,
                        s.dedup_window, s.status, coalesce(c.id, s.job_id),
-                       s.duplicate OR c.id IS NOT NULL)::jobqueue.submission
+                       s.duplicate OR c.id IS NOT NULL)::jobqueue.submission AS sub,
+                   c.met AND c.id IS NULL AS unresolved
             FROM unnest(v_subs) AS s
             LEFT JOIN LATERAL (
-                SELECT coalesce(
+                SELECT true AS met, coalesce(
                     (SELECT j.id FROM jobqueue.job AS j
                      WHERE j.job_hash = s.job_hash
                        AND j.status IN ('waiting', 'queued', 'running', 'retrying')),
@@ -396,8 +400,30 @@ BEGIN
                 WHERE NOT s.duplicate
                   AND NOT EXISTS (SELECT FROM jobqueue.job AS j WHERE j.id = s.job_id)
             ) AS c ON true
-            ORDER BY s.ord);
-    END IF;
+            ORDER BY s.ord
+        ) AS r;
+        IF v_missing > 0 THEN
+            -- None: the job it met has completed since, and without a dedup window a
+            -- completed job gives its hash up (worker.sql). Nothing active holds the hash any
+            -- more, so the element is inserted after all.
+            WITH inserted AS (
+                INSERT INTO jobqueue.job (
+                    id, job_type, organization_id, queue, status, priority, params, job_hash,
+                    max_retries, timeout, run_at, created_by
+                ) OVERRIDING SYSTEM VALUE
+                SELECT s.job_id, s.job_type, s.organization_id, s.queue, s.status, s.priority,
+                       s.params, s.job_hash, s.max_retries, s.timeout, s.run_at, actor
+                FROM unnest(v_subs) AS s
+                WHERE NOT s.duplicate
+                  AND NOT EXISTS (SELECT FROM jobqueue.job AS j WHERE j.id = s.job_id)
+                ORDER BY s.job_hash, s.ord
+                ON CONFLICT (job_hash) WHERE status IN ('waiting', 'queued', 'running', 'retrying')
+                    DO NOTHING
+                RETURNING 1
+            )
+            SELECT v_missing - count(*) INTO v_missing FROM inserted;
+        END IF;
+    END LOOP;
 
     IF v_has_deps THEN
         INSERT INTO jobqueue.job_dependency (job_id, depends_on_id)
@@ -545,7 +571,7 @@ BEGIN
           AND j.finished_at > now() - v_type.dedup_window
         ORDER BY j.finished_at DESC LIMIT 1;
     END IF;
-    IF v_id IS NULL THEN
+    WHILE v_id IS NULL LOOP
         INSERT INTO jobqueue.job AS j (
             job_type, organization_id, queue, status, priority, params, job_hash,
             max_retries, timeout, run_at, created_by
@@ -556,17 +582,17 @@ BEGIN
         ON CONFLICT (job_hash) WHERE status IN ('waiting', 'queued', 'running', 'retrying')
             DO NOTHING
         RETURNING j.* INTO v_job;
-        IF v_job.id IS NULL THEN
-            -- A new statement: it sees the active job another transaction committed while
-            -- this one waited on it (should it have ended since, the newest of its hash).
-            v_id := coalesce(
-                (SELECT j.id FROM jobqueue.job AS j
-                 WHERE j.job_hash = v_hash
-                   AND j.status IN ('waiting', 'queued', 'running', 'retrying')),
-                (SELECT j.id FROM jobqueue.job AS j WHERE j.job_hash = v_hash
-                 ORDER BY j.id DESC LIMIT 1));
-        END IF;
-    END IF;
+        EXIT WHEN v_job.id IS NOT NULL;
+        -- A new statement: it sees the active job another transaction committed while this
+        -- one waited on it (should it have ended since, the newest of its hash; none when it
+        -- completed and gave its hash up, and then the insert goes ahead after all).
+        v_id := coalesce(
+            (SELECT j.id FROM jobqueue.job AS j
+             WHERE j.job_hash = v_hash
+               AND j.status IN ('waiting', 'queued', 'running', 'retrying')),
+            (SELECT j.id FROM jobqueue.job AS j WHERE j.job_hash = v_hash
+             ORDER BY j.id DESC LIMIT 1));
+    END LOOP;
     IF v_id IS NOT NULL THEN
         v_out := jobqueue._job_infos(ARRAY[v_id]);
         v_out.duplicate := true;
