@@ -14,7 +14,6 @@ import inspect
 import json
 import logging
 import threading
-import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +25,7 @@ from psycopg.rows import dict_row
 from jobqueue import calls, db, errors, models
 from jobqueue.context import JobContext, NonRetryableError
 from jobqueue.handlers import HandlerError, load_handler
+from jobqueue.worker import deadlines
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -187,11 +187,12 @@ def _forget(task: asyncio.Future[Any]) -> None:
 async def _settle_by(
     loop: asyncio.AbstractEventLoop, running: asyncio.Future[Any], deadline: float
 ) -> bool:
-    """Wait until ``running`` is done (True) or ``deadline`` (monotonic) has passed (False).
+    """Wait until ``running`` is done (True) or ``deadline`` (loop time) has passed (False).
 
     ``asyncio.wait`` would do, but it builds sets, a waiter, a timer and callbacks through
-    layers that cost more than a short job; this is one future, one timer and one callback.
-    Cancelling the caller leaves ``running`` alone, as ``asyncio.wait`` does.
+    layers that cost more than a short job; this is one future and one callback, and a
+    timer shared with the attempts that share the deadline. Cancelling the caller leaves
+    ``running`` alone, as ``asyncio.wait`` does.
     """
     if running.done():
         return True
@@ -201,12 +202,13 @@ async def _settle_by(
         if not waiter.done():
             waiter.set_result(None)
 
-    timer = loop.call_later(max(0.0, deadline - time.monotonic()), wake)
+    timers = deadlines.on(loop)
+    key = timers.add(deadline, wake)
     running.add_done_callback(wake)
     try:
         await waiter
     finally:
-        timer.cancel()
+        timers.discard(key, wake)
         running.remove_done_callback(wake)
     return running.done()
 
@@ -227,7 +229,7 @@ async def run_attempt(
     outcome (and with it the vehicle's deletion) is committed."""
     pool: psycopg_pool.AsyncConnectionPool = context.app.connector.pool  # type: ignore[attr-defined]
     loop = asyncio.get_running_loop()
-    deadline = time.monotonic() + timeout
+    deadline = loop.time() + timeout
     ids = (job_id, attempt)
 
     async def execute_named(name: str, *args: Any) -> Any:

@@ -105,6 +105,33 @@ def test_async_handler_is_cancelled_at_its_deadline(
     wait_for(lambda: len(executions(db, job.id, "cancelled")) == 2, what="handler cancellation")
 
 
+def test_attempts_claimed_together_keep_their_deadline_when_their_neighbours_end_early(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    """Attempts with one timeout, claimed in one batch, share a loop timer: the ones that end
+    first must not take it away from the ones still running."""
+    job_type(client, "async_sleeper", "sleep_async", timeout=timedelta(seconds=1), max_retries=0)
+    jobs = client.submit_jobs(
+        [
+            {"job_type": "async_sleeper", "params": {"seconds": s}, "organization": org}
+            for s in (0.1, 0.2, 0.3, 0.4, 30, 31, 32, 33)
+        ]
+    )
+    workers.start(concurrency=8)
+    done = [finished(client, job.id, timeout=30) for job in jobs]
+    assert [j.status for j in done] == ["completed"] * 4 + ["dead"] * 4
+    started = {a.started_at for job in jobs for a in client.job_attempts(job.id)}
+    assert len(started) == 1  # one claim
+    for job in jobs[4:]:
+        (attempt,) = client.job_attempts(job.id)
+        assert attempt.outcome == "timed_out"
+        assert attempt.finished_at - attempt.started_at < timedelta(seconds=10)
+        wait_for(
+            lambda job_id=job.id: executions(db, job_id, "cancelled"),
+            what="handler cancellation",
+        )
+
+
 def test_cancel_of_a_running_sync_job_is_seen_by_the_handler(
     client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
 ) -> None:
