@@ -50,8 +50,8 @@ WORKER_DEFAULTS: dict[str, Any] = {
 # Vehicles one claim takes at most, however many slots are free.
 MAX_CLAIM = 100
 
-# How long a busy worker with fewer than half its slots free waits for more to free before it
-# claims: a few no-op jobs' time, a fraction of a claim's round trip under load, and nothing
+# How long a busy worker with slots free waits for its other slots to free before it claims:
+# a batch of short jobs' time, a fraction of a claim's round trip under load, and nothing
 # next to a job that runs for seconds.
 CLAIM_GATHER = 0.005
 
@@ -133,13 +133,13 @@ class JobqueueWorker(worker.Worker):
             if slots.free == 0:
                 await slots.wait_for(1)  # a job ends, or stop() wakes it
                 continue
-            if slots.used and slots.free < batch // 2:
-                # A claim costs the database about as much for one vehicle as for ten, and
-                # jobs claimed together tend to end together: claiming at the first freed
-                # slot would split each batch into one job and the rest, for good. A busy
-                # worker gives its running jobs CLAIM_GATHER to free more slots; an idle
-                # one, or one with half its slots free, claims at once.
-                await slots.wait_for(batch // 2, CLAIM_GATHER)
+            if slots.used and slots.free < batch:
+                # Much of a claim's cost to the database is per call, not per vehicle, and
+                # jobs claimed together tend to end within moments of each other: claiming
+                # at the first freed slot (or at any fixed share of them) would split each
+                # batch into smaller claims, for good. A busy worker gives its running jobs
+                # CLAIM_GATHER to free the rest; an idle one claims at once.
+                await slots.wait_for(batch, CLAIM_GATHER)
                 if self._stop_event.is_set():
                     break
             count = min(slots.free, batch)
