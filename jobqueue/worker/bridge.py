@@ -13,7 +13,6 @@ import asyncio
 import inspect
 import json
 import logging
-import threading
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +24,7 @@ from psycopg.rows import dict_row
 from jobqueue import calls, db, errors, models
 from jobqueue.context import JobContext, NonRetryableError
 from jobqueue.handlers import HandlerError, load_handler
-from jobqueue.worker import deadlines
+from jobqueue.worker import deadlines, threads
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -132,8 +131,9 @@ def _run_in_thread(
 ) -> asyncio.Future[Any]:
     """Run a sync handler on a thread of its own and expose it as a loop future.
 
-    A dedicated thread rather than a pool worker: a handler abandoned at its deadline (or on
-    cancel) may keep running, and it must not hold a slot that the next job waits for.
+    A thread no other running handler has (see :mod:`jobqueue.worker.threads`): a handler
+    abandoned at its deadline (or on cancel) may keep running, and it must not hold a slot
+    that the next job waits for.
     """
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -156,7 +156,7 @@ def _run_in_thread(
         except RuntimeError:
             pass  # the worker's loop is gone: this attempt was abandoned long ago
 
-    threading.Thread(target=target, name=f"job-{ctx.job_id}", daemon=True).start()
+    threads.threads.run(target, f"job-{ctx.job_id}")
     return future
 
 

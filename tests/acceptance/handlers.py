@@ -7,7 +7,9 @@ tests can count executions and see what a handler observed.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
+import threading
 import time
 from typing import Any
 
@@ -166,3 +168,18 @@ async def hold(ctx: JobContext, seconds: float = 60.0) -> None:
     """Holds its slot until canceled or ``seconds`` have passed."""
     await _record_async(ctx, "holding")
     await asyncio.sleep(seconds)
+
+
+_last_job: contextvars.ContextVar[int | None] = contextvars.ContextVar("last_job", default=None)
+
+
+def thread_report(ctx: JobContext, **params: Any) -> dict[str, Any]:
+    """Says which thread ran it, and what an earlier job on that thread left in a context
+    variable (nothing, if each job gets a fresh context)."""
+    leaked = _last_job.get()
+    _last_job.set(ctx.job_id)
+    return {
+        "tid": threading.get_native_id(),
+        "name": threading.current_thread().name,
+        "leaked": leaked,
+    }

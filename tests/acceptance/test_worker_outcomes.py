@@ -132,6 +132,21 @@ def test_attempts_claimed_together_keep_their_deadline_when_their_neighbours_end
         )
 
 
+def test_sync_handlers_reuse_threads_but_not_their_context(
+    client: Client, org: str, workers: Workers
+) -> None:
+    job_type(client, "report", "thread_report", max_retries=0)
+    jobs = client.submit_jobs(
+        [{"job_type": "report", "params": {"n": i}, "organization": org} for i in range(60)]
+    )
+    workers.start(concurrency=3)
+    results = [finished(client, job.id).result for job in jobs]
+    assert all(r["leaked"] is None for r in results)
+    assert [r["name"] for r in results] == [f"job-{job.id}" for job in jobs]
+    # A thread per job would give 60 thread ids; idle threads take the next handler.
+    assert len({r["tid"] for r in results}) <= 20
+
+
 def test_cancel_of_a_running_sync_job_is_seen_by_the_handler(
     client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
 ) -> None:
