@@ -147,6 +147,46 @@ def test_sync_handlers_reuse_threads_but_not_their_context(
     assert len({r["tid"] for r in results}) <= 20
 
 
+MIDDLEWARE_WORKER = """
+import asyncio, os, sys
+from jobqueue.worker import app
+from jobqueue.worker.runner import run_worker_async
+
+async def note(call_next, context, worker):
+    with open(sys.argv[1], "a") as seen:
+        seen.write(f"{context.job.task_kwargs['job_id']}\\n")
+    return await call_next()
+
+app.worker_defaults["worker_middleware"] = [note]
+asyncio.run(run_worker_async(os.environ["JOBQUEUE_DSN"], None, 4, stale_after=2.0))
+"""
+
+
+def test_procrastinate_middleware_still_wraps_every_attempt(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers, tmp_path: Any
+) -> None:
+    """With middleware configured, attempts go through procrastinate's own job processing
+    instead of the worker's direct path, and still end as they would."""
+    job_type(client, "quick", "noop", max_retries=0)
+    job_type(client, "report", "thread_report", max_retries=0)
+    job_type(client, "async_sleeper", "sleep_async", timeout=timedelta(seconds=1), max_retries=0)
+    jobs = client.submit_jobs(
+        [{"job_type": "quick", "params": {"n": i}, "organization": org} for i in range(20)]
+        + [{"job_type": "report", "params": {"n": i}, "organization": org} for i in range(5)]
+        + [{"job_type": "async_sleeper", "params": {"seconds": 30}, "organization": org}]
+    )
+    seen = tmp_path / "seen.txt"
+    workers.spawn([sys.executable, "-c", MIDDLEWARE_WORKER, str(seen)])
+    done = [finished(client, job.id) for job in jobs]
+    assert [j.status for j in done] == ["completed"] * 25 + ["dead"]
+    assert [a.outcome for a in client.job_attempts(jobs[-1].id)] == ["timed_out"]
+    assert sorted(int(line) for line in seen.read_text().split()) == sorted(j.id for j in jobs)
+    (vehicles,) = db.execute(
+        "SELECT count(*) FROM procrastinate.procrastinate_jobs WHERE task_name = 'jobqueue.run'"
+    ).fetchone()  # type: ignore[misc]
+    assert vehicles == 0
+
+
 def test_cancel_of_a_running_sync_job_is_seen_by_the_handler(
     client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
 ) -> None:
