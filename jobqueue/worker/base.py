@@ -144,13 +144,15 @@ class JobqueueWorker(worker.Worker):
                     break
             count = min(slots.free, batch)
             slots.take(count)
+            # Cleared before the claim, not after: a job inserted while the claim is in flight
+            # may be too late for it, and its NOTIFY must then lead to another claim rather
+            # than wait for the poll.
+            self._new_job_event.clear()
             try:
                 vehicles = await self._claim(count)
             except BaseException:
                 slots.give(count)
                 raise
-            finally:
-                self._new_job_event.clear()
             slots.give(count - len(vehicles))
             for vehicle in vehicles:
                 self._start(vehicle, slots)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import signal
+import time
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -111,3 +114,27 @@ def test_a_slot_held_by_a_long_job_does_not_split_the_other_slots_claims(
     small = [size for size in sizes if size < 9 // 2]
     assert len(sizes) <= 450 // 4, sizes
     assert len(small) <= len(sizes) // 5, sizes
+
+
+def test_a_job_submitted_while_a_claim_is_in_flight_is_not_left_for_the_poll(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    """The NOTIFY of a job inserted while the worker's claim is in flight (too late for that
+    claim to see) must still lead to a claim, not wait for the one-second poll."""
+    quick = job_type(client, "quick", "noop", max_retries=0)
+    workers.start(concurrency=4)
+    first = client.submit_job(quick, {"n": -1}, organization=org)
+    wait_for(lambda: client.get_job(first.id).status == "completed", what="the worker to start")
+    rng = random.Random(3)
+    # Pairs: the second job lands while the claim woken by the first is likely in flight,
+    # and nothing comes after it to wake the worker again before the poll.
+    for i in range(10):
+        client.submit_job(quick, {"n": i, "of": "pair"}, organization=org)
+        time.sleep(rng.uniform(0, 0.004))
+        client.submit_job(quick, {"n": i}, organization=org)
+        time.sleep(1.1)
+    wait_for(lambda: unfinished(db) == 0, timeout=60, what="the jobs to finish")
+    (slowest,) = db.execute(
+        "SELECT max(started_at - created_at) FROM jobqueue.job WHERE job_type = %s", (quick,)
+    ).fetchone()  # type: ignore[misc]
+    assert slowest < timedelta(milliseconds=600)
