@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 
 logger = logging.getLogger("jobqueue.worker")
@@ -31,6 +33,13 @@ class HandlerThreads:
 
     def __init__(self, idle_exit: float = IDLE_EXIT) -> None:
         self._idle_exit = idle_exit
+        self._forget_threads()
+        # A forked child has none of its parent's threads: counting them idle would queue
+        # work that nothing runs.
+        forget = weakref.WeakMethod(self._forget_threads)
+        os.register_at_fork(after_in_child=lambda: (method := forget()) and method())
+
+    def _forget_threads(self) -> None:
         self._lock = threading.Lock()
         self._idle = 0  # threads waiting on the queue, less the work already put for them
         self._work: queue.SimpleQueue[tuple[Work, str]] = queue.SimpleQueue()

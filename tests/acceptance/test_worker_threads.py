@@ -6,6 +6,7 @@ handed to it, which a short idle time makes frequent.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -61,3 +62,18 @@ def test_a_busy_thread_is_never_handed_more_work() -> None:
     for _ in range(5):
         assert started.acquire(timeout=5)
     release.set()
+
+
+def test_a_forked_child_starts_threads_of_its_own() -> None:
+    pool = HandlerThreads()
+    ran = threading.Event()
+    pool.run(ran.set, "parent")
+    assert ran.wait(5)
+    time.sleep(0.05)  # the parent's thread is idle now, waiting for more work
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's idle thread is not here
+        in_child = threading.Event()
+        pool.run(in_child.set, "child")
+        os._exit(0 if in_child.wait(5) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
