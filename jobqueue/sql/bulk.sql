@@ -10,7 +10,7 @@
 --            abort_requested, and one cancel_requested event each, as cancel_job does.
 --            retry_jobs: dead|canceled -> queued in one UPDATE, with a fresh retry budget; a job
 --            whose identical twin is active is left alone (one active job per dedup hash).
--- Locks:     the matched job rows (row locks taken by the UPDATEs).
+-- Locks:     the matched job rows, in id order, before they change.
 -- Raises:    JQA02 organization not accessible, JQV03 bad status, JQC01 retry_jobs racing a
 --            submit of an identical job.
 -- Events:    through the lifecycle trigger (canceled, retried) plus cancel_requested.
@@ -62,23 +62,38 @@ BEGIN
     SELECT f.org_ids, f.status INTO v_orgs, v_status
     FROM jobqueue._bulk_filter(cancel_jobs.actor, cancel_jobs.organization, cancel_jobs.status) AS f;
 
+    -- The matched jobs are locked in id order first, as every statement that locks several
+    -- jobs does: an UPDATE locks rows in whatever order its plan reads them, and two
+    -- cancels (or a cancel and a claim) reading the same jobs in different orders would
+    -- deadlock. A job another statement ended while this one waited for its lock is
+    -- rechecked and skipped.
     UPDATE jobqueue.job AS j
     SET status = 'canceled', finished_at = now(), next_retry_at = NULL,
         last_error = v_reason, updated_at = now()
-    WHERE j.organization_id = ANY (v_orgs)
-      AND j.status IN ('waiting', 'queued', 'retrying')
-      AND (v_status IS NULL OR j.status = v_status)
-      AND (cancel_jobs.job_type IS NULL OR j.job_type = cancel_jobs.job_type);
+    WHERE j.id IN (
+        SELECT c.id FROM jobqueue.job AS c
+        WHERE c.organization_id = ANY (v_orgs)
+          AND c.status IN ('waiting', 'queued', 'retrying')
+          AND (v_status IS NULL OR c.status = v_status)
+          AND (cancel_jobs.job_type IS NULL OR c.job_type = cancel_jobs.job_type)
+        ORDER BY c.id
+        FOR UPDATE)
+      AND j.status IN ('waiting', 'queued', 'retrying');
     GET DIAGNOSTICS v_canceled = ROW_COUNT;
 
     -- Running jobs end when their worker acknowledges; the vehicle's abort flag tells it now.
     WITH requested AS (
         UPDATE jobqueue.job AS j
         SET cancel_requested = true, updated_at = now()
-        WHERE j.organization_id = ANY (v_orgs)
+        WHERE j.id IN (
+            SELECT c.id FROM jobqueue.job AS c
+            WHERE c.organization_id = ANY (v_orgs)
+              AND c.status = 'running' AND NOT c.cancel_requested
+              AND (v_status IS NULL OR v_status = 'running')
+              AND (cancel_jobs.job_type IS NULL OR c.job_type = cancel_jobs.job_type)
+            ORDER BY c.id
+            FOR UPDATE)  -- in id order, as above
           AND j.status = 'running' AND NOT j.cancel_requested
-          AND (v_status IS NULL OR v_status = 'running')
-          AND (cancel_jobs.job_type IS NULL OR j.job_type = cancel_jobs.job_type)
         RETURNING j.id, j.organization_id, j.attempt
     ), aborted AS (
         UPDATE procrastinate_jobs AS p SET abort_requested = true
@@ -123,7 +138,8 @@ BEGIN
         SET status = 'queued', retry_base = j.attempt, finished_at = NULL, cancel_requested = false,
             run_at = now(), progress = NULL, progress_message = NULL, result = NULL,
             updated_at = now()
-        WHERE j.id IN (
+        -- locked in id order, as in cancel_jobs
+        WHERE j.id IN (SELECT l.id FROM jobqueue.job AS l WHERE l.id IN (
             SELECT DISTINCT ON (coalesce(c.job_hash, int8send(c.id))) c.id
             FROM jobqueue.job AS c
             WHERE c.organization_id = ANY (v_orgs)
@@ -141,6 +157,8 @@ BEGIN
                   JOIN jobqueue.job AS dep ON dep.id = d.depends_on_id
                   WHERE d.job_id = c.id AND dep.status <> 'completed')
             ORDER BY coalesce(c.job_hash, int8send(c.id)), c.id DESC)
+            ORDER BY l.id
+            FOR UPDATE)
           AND j.status IN ('dead', 'canceled');
         GET DIAGNOSTICS v_retried = ROW_COUNT;
     EXCEPTION WHEN unique_violation THEN

@@ -86,6 +86,25 @@ def test_concurrent_bulk_cancels_cancel_each_job_once(orgs: Client, dsn: str) ->
         assert row.fetchone() == (300,)
 
 
+def test_concurrent_bulk_retries_retry_each_job_once(orgs: Client, dsn: str) -> None:
+    orgs.submit_jobs(
+        [{"job_type": "echo", "params": {"n": n}, "organization": "a"} for n in range(300)]
+    )
+    assert orgs.run(cancel_jobs_call(actor=None))["canceled"] == 300
+
+    def retry(_: int) -> int:
+        with Client(dsn) as own:
+            return int(own.run(retry_jobs_call(actor="alice")))
+
+    with ThreadPoolExecutor(8) as pool:
+        total = sum(pool.map(retry, range(8)))
+    assert total == 300
+    assert set(_statuses(orgs, "a")) == {"queued"}
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM jobqueue.event WHERE type = 'retried'")
+        assert row.fetchone() == (300,)
+
+
 def test_list_workers_is_scoped_for_members(orgs: Client, dsn: str) -> None:
     job_a = orgs.submit_job("echo", {"n": 1}, organization="a")
     job_b = orgs.submit_job("echo", {"n": 2}, organization="b")
