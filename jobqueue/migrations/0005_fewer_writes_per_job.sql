@@ -51,21 +51,19 @@ ALTER TABLE procrastinate.procrastinate_jobs SET (fillfactor = 50);
 -- with the job (maintenance.sql), as the cascade did.
 ALTER TABLE jobqueue.attempt DROP CONSTRAINT attempt_job_id_fkey;
 
--- procrastinate's indexes on its jobs, narrowed to the rows their queries can match. A
--- vehicle has no lock, and a vehicle's claim (todo -> doing) is an update that touches an
--- indexed column, so it writes a new entry into every index whose predicate it meets. NULL
--- locks never collide in a unique index and never match "lock = x"; the queue name is only
--- searched among waiting jobs (the claim walks the priority index, and the table holds
--- little else). Names stay procrastinate's.
+-- procrastinate's lock indexes, narrowed to the rows their queries can match. A vehicle has
+-- no lock, and a vehicle's claim (todo -> doing) is an update that touches an indexed
+-- column, so it writes a new entry into every index whose predicate it meets. NULL locks
+-- never collide in a unique index and never match "lock = x". Names stay procrastinate's.
+-- (The queue-name index keeps every row: narrowed to waiting jobs it would match the
+-- fetch's "status = 'todo'" as well as the priority index, and with the vehicle table's
+-- stale statistics procrastinate's own fetch would sort every waiting job through it.)
 DROP INDEX procrastinate.procrastinate_jobs_lock_idx_v1;
 CREATE UNIQUE INDEX procrastinate_jobs_lock_idx_v1 ON procrastinate.procrastinate_jobs (lock)
     WHERE status = 'doing' AND lock IS NOT NULL;
 DROP INDEX procrastinate.procrastinate_jobs_id_lock_idx_v1;
 CREATE INDEX procrastinate_jobs_id_lock_idx_v1 ON procrastinate.procrastinate_jobs (id, lock)
     WHERE status IN ('todo', 'doing') AND lock IS NOT NULL;
-DROP INDEX procrastinate.procrastinate_jobs_queue_name_idx_v1;
-CREATE INDEX procrastinate_jobs_queue_name_idx_v1 ON procrastinate.procrastinate_jobs (queue_name)
-    WHERE status = 'todo';
 
 -- job -> organization and job -> job_type: each check locks the referenced row for every
 -- transaction that inserts a job (a WAL record on rows all submitters share). Triggers in
