@@ -7,7 +7,8 @@
 --            retry_job(job_id, actor)   -- dead/canceled -> queued with fresh attempts
 -- Internal:  _tg_job__after_insert / _tg_job__after_update  -- check transitions, write events,
 --                                                              defer or drop vehicles, dependencies
---            _defer_vehicles(ids), _drop_vehicles(ids), _backoff(base, max, n), _job_infos(ids)
+--            _defer_vehicles(ids), _notify_vehicles(queues, first_ids), _drop_vehicles(ids),
+--            _backoff(base, max, n), _job_infos(ids)
 -- States:    reads all; writes every transition of jobqueue.job_transition.
 -- Locks:     cancel_job and retry_job take the job's row lock (FOR UPDATE); vehicles are
 --            dropped with SKIP LOCKED, so a worker fetching one concurrently never deadlocks.
@@ -28,6 +29,26 @@ AS $$
     -- drawn uniformly from [d/2, d], so retries of many jobs that failed together spread out.
     SELECT d * (0.5 + random() * 0.5)
     FROM (SELECT least(p_max, p_base * power(2, least(greatest(p_attempt, 1) - 1, 30))) AS d) AS s
+$$;
+
+-- procrastinate's own trigger sends a NOTIFY per job inserted. For vehicles it is off
+-- (migration 0006), and the statements that insert vehicles call this once instead: one
+-- NOTIFY per queue, on the same two channels with the same payload. procrastinate's worker
+-- reads only the payload's type, and all the notifications of a transaction arrive together
+-- at commit: one wakes a worker just as a thousand would.
+CREATE OR REPLACE FUNCTION jobqueue._notify_vehicles(p_queues text[], p_first_ids bigint[])
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog
+AS $$
+    SELECT count(*) FROM (
+        SELECT pg_notify('procrastinate_queue_v1#' || q.queue_name, q.payload),
+               pg_notify('procrastinate_any_queue_v1', q.payload)
+        FROM (SELECT u.queue_name,
+                     json_build_object('type', 'job_inserted', 'job_id', u.first_id)::text
+                         AS payload
+              FROM unnest(p_queues, p_first_ids) AS u (queue_name, first_id)) AS q
+    ) AS sent
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._defer_vehicles(p_job_ids bigint[]) RETURNS void
@@ -64,17 +85,7 @@ BEGIN
     SELECT array_agg(q.queue_name), array_agg(q.first_id) INTO v_queues, v_first_ids
     FROM (SELECT i.queue_name, min(i.id) AS first_id FROM inserted AS i
           GROUP BY i.queue_name) AS q;
-
-    -- procrastinate's own trigger sends a NOTIFY per job inserted. For vehicles it is off
-    -- (migration 0006), and this sends one per queue and statement instead, on the same two
-    -- channels with the same payload. Its worker reads only the payload's type, and all the
-    -- notifications of a transaction arrive together at commit: one wakes a worker just as
-    -- a thousand would.
-    PERFORM pg_notify('procrastinate_queue_v1#' || q.queue_name, q.payload),
-            pg_notify('procrastinate_any_queue_v1', q.payload)
-    FROM (SELECT u.queue_name,
-                 json_build_object('type', 'job_inserted', 'job_id', u.first_id)::text AS payload
-          FROM unnest(v_queues, v_first_ids) AS u (queue_name, first_id)) AS q;
+    PERFORM jobqueue._notify_vehicles(v_queues, v_first_ids);
 END
 $$;
 
@@ -124,11 +135,7 @@ BEGIN
     SELECT array_agg(q.queue_name), array_agg(q.first_id) INTO v_queues, v_first_ids
     FROM (SELECT i.queue_name, min(i.id) AS first_id FROM inserted AS i
           GROUP BY i.queue_name) AS q;
-    PERFORM pg_notify('procrastinate_queue_v1#' || q.queue_name, q.payload),
-            pg_notify('procrastinate_any_queue_v1', q.payload)
-    FROM (SELECT u.queue_name,
-                 json_build_object('type', 'job_inserted', 'job_id', u.first_id)::text AS payload
-          FROM unnest(v_queues, v_first_ids) AS u (queue_name, first_id)) AS q;
+    PERFORM jobqueue._notify_vehicles(v_queues, v_first_ids);
     RETURN NULL;
 END
 $$;
