@@ -134,7 +134,10 @@ def test_a_job_submitted_while_a_claim_is_in_flight_is_not_left_for_the_poll(
         client.submit_job(quick, {"n": i}, organization=org)
         time.sleep(1.1)
     wait_for(lambda: unfinished(db) == 0, timeout=60, what="the jobs to finish")
+    # The first job waited for the worker to start (over a second on a busy machine); the
+    # pairs are what is measured.
     (slowest,) = db.execute(
-        "SELECT max(started_at - created_at) FROM jobqueue.job WHERE job_type = %s", (quick,)
+        "SELECT max(started_at - created_at) FROM jobqueue.job WHERE job_type = %s AND id <> %s",
+        (quick, first.id),
     ).fetchone()  # type: ignore[misc]
     assert slowest < timedelta(milliseconds=600)
