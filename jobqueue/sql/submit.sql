@@ -8,6 +8,8 @@
 --            submit_job(job_type, params, organization, ..., actor)  -- one job, same rules
 -- Internal:  _parse_submissions(jobs, actor)  -- the element-by-element reading of a batch;
 --            submit_jobs reads a batch in one query and calls it only to name an error
+--            _job_hash(type, organization_id, params), _rate_window_start(period),
+--            _raise_rate_limited(...)  -- one definition each for every submit path
 -- States:    inserts 'queued' (runnable, or scheduled for run_at) or 'waiting' (dependencies).
 -- Dedup:     job_hash = sha256(type, organization, canonical params); the partial unique index
 --            job_active_hash_key makes a second active copy impossible (ON CONFLICT DO NOTHING),
@@ -95,6 +97,44 @@ SET search_path = jobqueue, pg_catalog
 AS $$
     -- Every authenticated user may see the catalogue of types; it holds no organization data.
     SELECT * FROM jobqueue.job_type ORDER BY name
+$$;
+
+-- The dedup key of a job: its type, organization and canonical params (jsonb's text form
+-- orders keys). One definition for every submit path; a SQL expression, inlined where used.
+CREATE OR REPLACE FUNCTION jobqueue._job_hash(
+    p_job_type text, p_organization_id bigint, p_params jsonb
+) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.sha256(pg_catalog.convert_to(
+        p_job_type || E'\x1f' || p_organization_id::text || E'\x1f' || p_params::text, 'UTF8'))
+$$;
+
+-- The start of the fixed rate-limit window that holds now.
+CREATE OR REPLACE FUNCTION jobqueue._rate_window_start(p_period interval) RETURNS timestamptz
+LANGUAGE sql STABLE
+AS $$
+    SELECT pg_catalog.to_timestamp(
+        floor(extract(epoch FROM now()) / extract(epoch FROM p_period))
+        * extract(epoch FROM p_period))
+$$;
+
+-- The refusal of a submit over its type's rate limit, with retry_after in the DETAIL.
+CREATE OR REPLACE FUNCTION jobqueue._raise_rate_limited(
+    p_job_type text, p_organization text, p_limit integer, p_period interval,
+    p_window_start timestamptz
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    v_retry_after integer :=
+        greatest(ceil(extract(epoch FROM p_window_start + p_period - now()))::integer, 1);
+BEGIN
+    RAISE EXCEPTION 'rate limit of % per % reached for job type "%" in "%"; retry in % s',
+        p_limit, p_period, p_job_type, p_organization, v_retry_after
+        USING ERRCODE = 'JQR01', DETAIL = format('{"retry_after": %s}', v_retry_after);
+END
 $$;
 
 -- Parses and validates a batch; raises on the first bad element, naming its index.
@@ -206,8 +246,7 @@ BEGIN
 
         v_out := ROW(
             v_ord, v_type.name, v_org_id, v_type.queue, v_priority, v_params, v_run_at, v_deps,
-            CASE WHEN v_dedup THEN sha256(convert_to(
-                v_type.name || E'\x1f' || v_org_id || E'\x1f' || v_params::text, 'UTF8')) END,
+            CASE WHEN v_dedup THEN jobqueue._job_hash(v_type.name, v_org_id, v_params) END,
             v_type.max_retries, v_type.timeout, v_type.dedup_window, NULL, NULL, false
         );
         RETURN NEXT v_out;
@@ -242,9 +281,9 @@ BEGIN
     BEGIN
         SELECT array_agg(ROW(p.ord, p.job_type, p.organization_id, p.queue, p.priority, p.params,
                              p.run_at, p.depends_on,
-                             CASE WHEN p.dedup THEN sha256(convert_to(
-                                 p.job_type || E'\x1f' || p.organization_id || E'\x1f'
-                                 || p.params::text, 'UTF8')) END,
+                             CASE WHEN p.dedup
+                                  THEN jobqueue._job_hash(p.job_type, p.organization_id, p.params)
+                             END,
                              p.max_retries, p.timeout, p.dedup_window, 'queued',
                              nextval(v_seq), false
                          )::jobqueue.submission),
@@ -437,9 +476,7 @@ BEGIN
         -- the whole call, and the rollback takes every increment (and every insert) back.
         WITH counts AS (
             SELECT s.job_type, s.organization_id, t.rate_limit, t.rate_period, count(*) AS n,
-                   to_timestamp(floor(extract(epoch FROM now())
-                                      / extract(epoch FROM t.rate_period))
-                                * extract(epoch FROM t.rate_period)) AS window_start
+                   jobqueue._rate_window_start(t.rate_period) AS window_start
             FROM unnest(v_subs) AS s
             JOIN jobqueue.job_type AS t ON t.name = s.job_type
             WHERE NOT s.duplicate AND t.rate_limit IS NOT NULL
@@ -452,9 +489,7 @@ BEGIN
                 DO UPDATE SET count = r.count + excluded.count
             RETURNING r.job_type, r.organization_id, r.window_start, r.count
         )
-        SELECT b.job_type, o.name AS organization, c.rate_limit, c.rate_period,
-               ceil(extract(epoch FROM b.window_start + c.rate_period - now()))::integer
-                   AS retry_after
+        SELECT b.job_type, o.name AS organization, c.rate_limit, c.rate_period, b.window_start
         INTO v_over
         FROM bumped AS b
         JOIN counts AS c USING (job_type, organization_id)
@@ -462,11 +497,8 @@ BEGIN
         WHERE b.count > c.rate_limit
         LIMIT 1;
         IF FOUND THEN
-            RAISE EXCEPTION 'rate limit of % per % reached for job type "%" in "%"; retry in % s',
-                v_over.rate_limit, v_over.rate_period, v_over.job_type, v_over.organization,
-                greatest(v_over.retry_after, 1)
-                USING ERRCODE = 'JQR01',
-                      DETAIL = format('{"retry_after": %s}', greatest(v_over.retry_after, 1));
+            PERFORM jobqueue._raise_rate_limited(v_over.job_type, v_over.organization,
+                v_over.rate_limit, v_over.rate_period, v_over.window_start);
         END IF;
     END IF;
 
@@ -486,21 +518,14 @@ BEGIN
     END IF;
     -- Duplicates answer with their job as it is now, and its own dependencies.
     RETURN QUERY
-        SELECT j.id, j.job_type, o.name, j.queue, j.status, j.priority, j.params, j.attempt,
-               j.max_retries, j.timeout, j.run_at, j.next_retry_at, j.progress,
-               j.progress_message, j.result, j.last_error, j.cancel_requested, j.created_by,
-               j.created_at, j.started_at, j.finished_at, j.updated_at,
-               CASE WHEN s.duplicate
-                    THEN coalesce((SELECT array_agg(d.depends_on_id ORDER BY d.depends_on_id)
-                                   FROM jobqueue.job_dependency AS d WHERE d.job_id = j.id),
-                                  '{}')
-                    ELSE s.depends_on END,
+        SELECT i.id, i.job_type, i.organization, i.queue, i.status, i.priority, i.params,
+               i.attempt, i.max_retries, i.timeout, i.run_at, i.next_retry_at, i.progress,
+               i.progress_message, i.result, i.last_error, i.cancel_requested, i.created_by,
+               i.created_at, i.started_at, i.finished_at, i.updated_at, i.depends_on,
                s.duplicate
-        FROM unnest(v_subs) AS s
-        JOIN jobqueue.job AS j ON j.id = s.job_id
-        JOIN jobqueue.organization AS o ON o.id = j.organization_id
-        -- By primary key whatever the statistics say: a fresh table looks small enough to scan.
-        WHERE j.id = ANY (ARRAY(SELECT x.job_id FROM unnest(v_subs) AS x))
+        FROM unnest(v_subs) WITH ORDINALITY AS s
+        JOIN jobqueue._job_infos(ARRAY(SELECT x.job_id FROM unnest(v_subs) AS x ORDER BY x.ord))
+            WITH ORDINALITY AS i ON i.ordinality = s.ordinality
         ORDER BY s.ord;
 END
 $$;
@@ -562,8 +587,7 @@ BEGIN
     END IF;
 
     IF coalesce(submit_job.dedup, true) THEN
-        v_hash := sha256(convert_to(
-            v_type.name || E'\x1f' || v_org_id || E'\x1f' || v_params::text, 'UTF8'));
+        v_hash := jobqueue._job_hash(v_type.name, v_org_id, v_params);
     END IF;
     IF v_type.dedup_window IS NOT NULL AND v_hash IS NOT NULL THEN
         SELECT j.id INTO v_id FROM jobqueue.job AS j
@@ -601,20 +625,14 @@ BEGIN
 
     IF v_type.rate_limit IS NOT NULL THEN
         -- As in submit_jobs: only a new job counts, and a refusal rolls the insert back.
-        v_window_start := to_timestamp(
-            floor(extract(epoch FROM now()) / extract(epoch FROM v_type.rate_period))
-            * extract(epoch FROM v_type.rate_period));
+        v_window_start := jobqueue._rate_window_start(v_type.rate_period);
         INSERT INTO jobqueue.rate_counter AS r (job_type, organization_id, window_start, count)
         VALUES (v_type.name, v_org_id, v_window_start, 1)
         ON CONFLICT ON CONSTRAINT rate_counter_pkey DO UPDATE SET count = r.count + 1
         RETURNING r.count INTO v_count;
         IF v_count > v_type.rate_limit THEN
-            RAISE EXCEPTION 'rate limit of % per % reached for job type "%" in "%"; retry in % s',
-                v_type.rate_limit, v_type.rate_period, v_type.name, submit_job.organization,
-                greatest(ceil(extract(epoch FROM v_window_start + v_type.rate_period - now()))::integer, 1)
-                USING ERRCODE = 'JQR01',
-                      DETAIL = format('{"retry_after": %s}', greatest(ceil(extract(
-                          epoch FROM v_window_start + v_type.rate_period - now()))::integer, 1));
+            PERFORM jobqueue._raise_rate_limited(v_type.name, submit_job.organization,
+                v_type.rate_limit, v_type.rate_period, v_window_start);
         END IF;
     END IF;
 
