@@ -101,10 +101,12 @@ $$;
 
 -- The dedup key of a job: its type, organization and canonical params (jsonb's text form
 -- orders keys). One definition for every submit path; a SQL expression, inlined where used.
+-- STABLE, as convert_to is: the planner inlines a function only when it claims no more than
+-- its body does, and each call of a function not inlined cost about 3 µs more per job.
 CREATE OR REPLACE FUNCTION jobqueue._job_hash(
     p_job_type text, p_organization_id bigint, p_params jsonb
 ) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT pg_catalog.sha256(pg_catalog.convert_to(
         p_job_type || E'\x1f' || p_organization_id::text || E'\x1f' || p_params::text, 'UTF8'))
