@@ -9,6 +9,7 @@ a connection and an async handler never blocks the loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -50,27 +51,37 @@ class JobContext:
         self.organization = organization
         self.params = params
         self.timeout = timeout
-        self.logger: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
-            logger, {"job_id": job_id, "attempt": attempt, "job_type": job_type}
-        )
         self._checkpoint = checkpoint
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._execute = execute
-        self._canceled = threading.Event()
-        self._progress_pending: tuple[int, str | None] | None = None
-        self._progress_last_write = 0.0
-        self._progress_flush: asyncio.Handle | None = None
-        self._progress_writing: asyncio.Task[None] | None = None
+
+    # Most jobs never log, report progress or get canceled: what those need is made on first
+    # use, or starts from these class-level defaults, rather than for every job.
+    _canceled = False
+    _progress_pending: tuple[int, str | None] | None = None
+    _progress_last_write = 0.0
+    _progress_flush: asyncio.Handle | None = None
+    _progress_writing: asyncio.Task[None] | None = None
+
+    @functools.cached_property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger (``jobqueue.job``) whose records carry ``job_id``, ``attempt`` and
+        ``job_type``."""
+        return logging.LoggerAdapter(
+            logger, {"job_id": self.job_id, "attempt": self.attempt, "job_type": self.job_type}
+        )
 
     # ------------------------------------------------------------------ cancel
 
     def is_canceled(self) -> bool:
         """True once the job was canceled, timed out or its worker is stopping: stop soon."""
-        return self._canceled.is_set()
+        return self._canceled
 
     def _cancel(self) -> None:
-        self._canceled.set()
+        # A plain flag is enough: it only ever goes from False to True, nothing waits on it,
+        # and an attribute write is seen at once by the handler's thread.
+        self._canceled = True
 
     # ---------------------------------------------------------------- progress
 
@@ -123,6 +134,15 @@ class JobContext:
                     await asyncio.sleep(PROGRESS_INTERVAL)
         finally:
             self._progress_writing = None
+
+    def _progress_unwritten(self) -> bool:
+        """Whether progress is reported but not yet written; the bridge skips
+        :meth:`_flush_progress` otherwise."""
+        return (
+            self._progress_pending is not None
+            or self._progress_flush is not None
+            or self._progress_writing is not None
+        )
 
     async def _flush_progress(self) -> None:
         """Write the last reported value now; called before the outcome is recorded."""
