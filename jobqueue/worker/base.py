@@ -65,6 +65,7 @@ class JobqueueWorker(worker.Worker):
     _stop_requested = False
     _outcomes: OutcomeBuffer | None = None
     _slots: Slots | None = None
+    _bridge_direct: bool | None = None  # whether bridge attempts skip procrastinate's wrapping
 
     def stop(self) -> None:
         self._stop_requested = True
@@ -181,12 +182,14 @@ class JobqueueWorker(worker.Worker):
         runner = self._run_attempt if self._runs_directly(job) else self._process_job
         task = asyncio.create_task(runner(context), name=f"process job {job.task_name}[{job.id}]")
         self._running_jobs[task] = context
+        task.add_done_callback(self._release)
 
-        def release(done: asyncio.Task[Any]) -> None:
-            del self._running_jobs[done]
-            slots.give()
-
-        task.add_done_callback(release)
+    def _release(self, done: asyncio.Task[Any]) -> None:
+        """A started job's task ended: forget it and free its slot."""
+        del self._running_jobs[done]
+        slots = self._slots
+        assert slots is not None
+        slots.give()
 
     def _log_extra(
         self,
@@ -228,10 +231,14 @@ class JobqueueWorker(worker.Worker):
         procrastinate middleware would have wrapped it."""
         if job.task_name != BRIDGE_TASK or job.task_kwargs.get("attempt") is None:
             return False
-        task = self.app.tasks.get(BRIDGE_TASK)
-        return task is not None and not (
-            self.worker_middleware or self.task_middleware or task.task_middleware
-        )
+        direct = self._bridge_direct
+        if direct is None:
+            # Tasks and middleware are set up before a worker starts: asked once, not per job.
+            task = self.app.tasks.get(BRIDGE_TASK)
+            direct = self._bridge_direct = task is not None and not (
+                self.worker_middleware or self.task_middleware or task.task_middleware
+            )
+        return direct
 
     async def _run_attempt(self, context: job_context.JobContext) -> None:
         """Run a jobqueue attempt through the bridge task itself.
