@@ -250,7 +250,9 @@ async def run_attempt(
         fn = load_handler(handler)
     except HandlerError as exc:
         ctx.logger.error("%s", exc)
-        await _hand_over(context, pool, _outcome(ids, "failed", error=str(exc)))
+        unloadable = _outcome(ids, "failed", error=str(exc))
+        if not _hand_over(context, unloadable):
+            await record_outcomes(pool, [unloadable])
         return VEHICLE_FINISHED
 
     async def call_async() -> Any:
@@ -259,14 +261,20 @@ async def run_attempt(
         return await fn(ctx, **params)
 
     running: asyncio.Future[Any]
-    if _is_async(fn):
+    is_async = _is_async(fn)
+    if is_async:
         running = loop.create_task(call_async())
     else:
         running = _run_in_thread(loop, fn, ctx, params)
 
     outcome: dict[str, Any]
     try:
-        done = await _settle_by(loop, running, deadline)
+        if is_async:
+            # The loop runs callbacks in order, so the handler's first step comes before this
+            # task's next one: a handler that ends within it, as short ones do, is settled
+            # without the waiter, timer and callbacks of _settle_by.
+            await asyncio.sleep(0)
+        done = running.done() or await _settle_by(loop, running, deadline)
     except asyncio.CancelledError:
         # procrastinate cancels the bridge when the job is aborted: a cancel request from the
         # engine, or the worker stopping after its grace period.
@@ -288,23 +296,24 @@ async def run_attempt(
             outcome = _outcome(ids, "timed_out", error=f"timed out after {timeout:g}s")
         else:
             outcome = _settled(ctx, ids, running)
-    await ctx._flush_progress()
-    await _hand_over(context, pool, outcome)
+    if ctx._progress_unwritten():
+        await ctx._flush_progress()
+    if not _hand_over(context, outcome):
+        await record_outcomes(pool, [outcome])
     return VEHICLE_FINISHED
 
 
-async def _hand_over(
-    context: job_context.JobContext,
-    pool: psycopg_pool.AsyncConnectionPool,
-    outcome: dict[str, Any],
-) -> None:
-    """Give the outcome to the worker's buffer, or record it now when there is none (a plain
-    procrastinate worker running the bridge task)."""
+def _hand_over(context: job_context.JobContext, outcome: dict[str, Any]) -> bool:
+    """Give the outcome to the worker's buffer; False when there is none (a plain
+    procrastinate worker running the bridge task), and the caller records it itself.
+
+    Not a coroutine: the buffer is there for every job a JobqueueWorker runs, and a coroutine
+    per job only to append to it would cost more than the append."""
     buffer = context.additional_context.get(OUTCOMES_KEY)
-    if buffer is not None:
-        buffer.add(outcome)
-    else:
-        await record_outcomes(pool, [outcome])
+    if buffer is None:
+        return False
+    buffer.add(outcome)
+    return True
 
 
 def _plain(result: Any) -> bool:
