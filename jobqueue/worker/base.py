@@ -108,7 +108,7 @@ class JobqueueWorker(worker.Worker):
             return  # procrastinate's run() would forget a stop that came before it
         # Room for one more batch of outcomes than there are slots: claims pause beyond that.
         self._outcomes = OutcomeBuffer(
-            functools.partial(bridge.record_outcomes, pool), limit=2 * self.concurrency
+            functools.partial(bridge.record_outcome_rows, pool), limit=2 * self.concurrency
         )
         self.additional_context = {
             **(self.additional_context or {}),

@@ -59,9 +59,27 @@ async def record_outcomes(
 ) -> list[models.FinishResult]:
     """Record attempt outcomes in one round trip; fenced-off ones are logged, not raised.
 
-    Every outcome a worker produces goes through here (batched by the worker's
-    :class:`~jobqueue.worker.outcomes.OutcomeBuffer`).
+    Every outcome a worker produces is recorded this way, by :func:`record_outcome_rows`
+    when its :class:`~jobqueue.worker.outcomes.OutcomeBuffer` batches them.
     """
+    # Built field by field: Record.from_row looks up the dataclass's fields for every row,
+    # which costs more per job than the rest of recording it.
+    return [
+        models.FinishResult(
+            job_id=row["job_id"],
+            attempt=row["attempt"],
+            accepted=row["accepted"],
+            status=row["status"],
+        )
+        for row in await record_outcome_rows(pool, outcomes)
+    ]
+
+
+async def record_outcome_rows(
+    pool: psycopg_pool.AsyncConnectionPool, outcomes: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """:func:`record_outcomes`, answering with finish_attempts' rows as they come: the
+    worker's buffer reads none of them, and a FinishResult per job would only cost CPU."""
     call = calls.finish_attempts(outcomes)
     for delay in FINISH_RETRY_DELAYS:
         try:
@@ -73,26 +91,15 @@ async def record_outcomes(
     else:
         # Still failing: the rescuer closes these attempts once their timeout has passed.
         rows = await _fetch_rows(pool, call)
-    # Built field by field: Record.from_row looks up the dataclass's fields for every row,
-    # which costs more per job than the rest of recording it.
-    results = [
-        models.FinishResult(
-            job_id=row["job_id"],
-            attempt=row["attempt"],
-            accepted=row["accepted"],
-            status=row["status"],
-        )
-        for row in rows
-    ]
-    for result in results:
-        if not result.accepted:
+    for row in rows:
+        if not row["accepted"]:
             logger.warning(
                 "attempt %s of job %s is no longer current; its outcome was kept on the "
                 "attempt row only",
-                result.attempt,
-                result.job_id,
+                row["attempt"],
+                row["job_id"],
             )
-    return results
+    return rows
 
 
 def _outcome(

@@ -18,11 +18,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from jobqueue import models
-
 logger = logging.getLogger("jobqueue.worker")
 
-Record = Callable[[Sequence[dict[str, Any]]], Awaitable[list[models.FinishResult]]]
+# What recording answers is not read: fenced-off outcomes are the recorder's to report.
+Record = Callable[[Sequence[dict[str, Any]]], Awaitable[object]]
 
 # Outcomes one finish_attempts call carries at most: large enough to keep up with any claim
 # batch, small enough that one statement stays short.
@@ -49,7 +48,7 @@ class OutcomeBuffer:
     def add(self, outcome: dict[str, Any]) -> None:
         """Queue an outcome; a flush starts now unless one is already running."""
         self._pending.append(outcome)
-        if len(self) >= self._limit:
+        if len(self._pending) + self._in_flight >= self._limit:  # len(self), inline: once per job
             self._room.clear()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -209,3 +210,31 @@ def test_loads_reads_json_as_json_loads_does(data: str | bytes) -> None:
             loads(data)
     else:
         assert loads(data) == expected
+
+
+async def test_recorded_outcomes_answer_rows_or_results_and_log_fenced_off_ones(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = [
+        {"job_id": 1, "attempt": 1, "accepted": True, "status": "completed"},
+        {"job_id": 2, "attempt": 3, "accepted": False, "status": "running"},
+    ]
+    sent: list[Any] = []
+
+    async def fetch_rows(pool: Any, call: Any) -> list[dict[str, Any]]:
+        sent.append(call.params["outcomes"].obj)
+        return [dict(row) for row in rows]
+
+    monkeypatch.setattr(bridge, "_fetch_rows", fetch_rows)
+    outcome = bridge._outcome((1, 1), "completed", result=None)
+    with caplog.at_level(logging.WARNING, logger="jobqueue.worker"):
+        assert await bridge.record_outcome_rows(None, [outcome]) == rows  # type: ignore[arg-type]
+        results = await bridge.record_outcomes(None, [outcome])  # type: ignore[arg-type]
+    assert sent == [[outcome], [outcome]]
+    assert [(r.job_id, r.attempt, r.accepted, r.status) for r in results] == [
+        (1, 1, True, "completed"),
+        (2, 3, False, "running"),
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        "attempt 3 of job 2 is no longer current; its outcome was kept on the attempt row only"
+    ] * 2
