@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from jobqueue.states import AttemptOutcome, JobStatus
 
@@ -15,7 +15,7 @@ class Record:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
-        names = _field_names(cls)
+        names = _field_names(cast(type, cls))
         if row.keys() == names:
             return cls(**row)
         return cls(**{k: v for k, v in row.items() if k in names})
@@ -36,10 +36,10 @@ class Record:
 
 
 @cache
-def _field_names(record: type[Record]) -> frozenset[str]:
+def _field_names(record: type) -> frozenset[str]:
     # Once per record type: a batch of a thousand jobs otherwise reads the dataclass's
     # fields a thousand times, which cost more than the rows' own decoding.
-    return frozenset(f.name for f in fields(record))  # type: ignore[arg-type]
+    return frozenset(f.name for f in fields(record))
 
 
 @dataclass(frozen=True, slots=True)
