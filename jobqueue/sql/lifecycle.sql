@@ -7,7 +7,7 @@
 --            retry_job(job_id, actor)   -- dead/canceled -> queued with fresh attempts
 -- Internal:  _tg_job__after_insert / _tg_job__after_update  -- check transitions, write events,
 --                                                              defer or drop vehicles, dependencies
---            _defer_vehicles(ids), _notify_vehicles(queues, first_ids), _drop_vehicles(ids),
+--            _defer_vehicles(ids), _insert_vehicles(ids, queues, ...), _drop_vehicles(ids),
 --            _backoff(base, max, n), _job_infos(ids)
 -- States:    reads all; writes every transition of jobqueue.job_transition.
 -- Locks:     cancel_job and retry_job take the job's row lock (FOR UPDATE); vehicles are
@@ -31,25 +31,52 @@ AS $$
     FROM (SELECT least(p_max, p_base * power(2, least(greatest(p_attempt, 1) - 1, 30))) AS d) AS s
 $$;
 
+-- The vehicles of runnable jobs, given column by column in job id order: one procrastinate
+-- job per runnable job. The queueing lock names the job, so a second waiting vehicle for the
+-- same job is impossible and cancel finds the waiting one by index. The rows are the ones
+-- procrastinate_defer_jobs_v1 writes (procrastinate is pinned), inserted here so that the
+-- statement also learns each vehicle's queue.
 -- procrastinate's own trigger sends a NOTIFY per job inserted. For vehicles it is off
--- (migration 0006), and the statements that insert vehicles call this once instead: one
--- NOTIFY per queue, on the same two channels with the same payload. procrastinate's worker
--- reads only the payload's type, and all the notifications of a transaction arrive together
--- at commit: one wakes a worker just as a thousand would.
-CREATE OR REPLACE FUNCTION jobqueue._notify_vehicles(p_queues text[], p_first_ids bigint[])
-RETURNS void
-LANGUAGE sql
-SET search_path = pg_catalog
+-- (migration 0006), and this sends one per queue instead, on the same two channels with the
+-- same payload. procrastinate's worker reads only the payload's type, and all the
+-- notifications of a transaction arrive together at commit: one wakes a worker just as a
+-- thousand would.
+CREATE OR REPLACE FUNCTION jobqueue._insert_vehicles(
+    p_job_ids bigint[], p_queues text[], p_priorities integer[], p_scheduled_at timestamptz[]
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path = jobqueue, procrastinate, pg_catalog
+SET plan_cache_mode = force_generic_plan
 AS $$
-    SELECT count(*) FROM (
+DECLARE
+    v_sent integer;
+BEGIN
+    WITH inserted AS (
+        INSERT INTO procrastinate_jobs (
+            queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at
+        )
+        SELECT v.queue, 'jobqueue.run', v.priority, NULL, 'jobqueue:' || v.job_id,
+               jsonb_build_object('job_id', v.job_id), v.scheduled_at
+        FROM unnest(p_job_ids, p_queues, p_priorities, p_scheduled_at)
+            AS v (job_id, queue, priority, scheduled_at)
+        ORDER BY v.job_id
+        RETURNING id, queue_name
+    )
+    SELECT count(*) INTO v_sent
+    FROM (
         SELECT pg_notify('procrastinate_queue_v1#' || q.queue_name, q.payload),
                pg_notify('procrastinate_any_queue_v1', q.payload)
-        FROM (SELECT u.queue_name,
-                     json_build_object('type', 'job_inserted', 'job_id', u.first_id)::text
+        FROM (SELECT i.queue_name,
+                     json_build_object('type', 'job_inserted', 'job_id', min(i.id))::text
                          AS payload
-              FROM unnest(p_queues, p_first_ids) AS u (queue_name, first_id)) AS q
-    ) AS sent
+              FROM inserted AS i
+              GROUP BY i.queue_name) AS q
+    ) AS sent;
+END
 $$;
+
+-- Replaced by _insert_vehicles, which writes the vehicles it announces.
+DROP FUNCTION IF EXISTS jobqueue._notify_vehicles(text[], bigint[]);
 
 CREATE OR REPLACE FUNCTION jobqueue._defer_vehicles(p_job_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
@@ -58,34 +85,16 @@ SET search_path = jobqueue, procrastinate, pg_catalog
 -- every call cost more than running it.
 SET plan_cache_mode = force_generic_plan
 AS $$
-#variable_conflict use_column
-DECLARE
-    v_queues text[];
-    v_first_ids bigint[];
 BEGIN
-    -- One procrastinate job per runnable job. The queueing lock names the job, so a second
-    -- waiting vehicle for the same job is impossible and cancel finds the waiting one by index.
-    -- The rows are the ones procrastinate_defer_jobs_v1 writes (procrastinate is pinned),
-    -- inserted here so that the statement also learns each vehicle's queue.
-    WITH inserted AS (
-        INSERT INTO procrastinate_jobs (
-            queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at
-        )
-        SELECT j.queue, 'jobqueue.run', j.priority, NULL, 'jobqueue:' || j.id,
-               jsonb_build_object('job_id', j.id),
-               CASE j.status
-                   WHEN 'retrying' THEN j.next_retry_at
-                   ELSE nullif(greatest(j.run_at, now()), now())
-               END
-        FROM jobqueue.job AS j
-        WHERE j.id = ANY (p_job_ids)
-        ORDER BY j.id
-        RETURNING id, queue_name
-    )
-    SELECT array_agg(q.queue_name), array_agg(q.first_id) INTO v_queues, v_first_ids
-    FROM (SELECT i.queue_name, min(i.id) AS first_id FROM inserted AS i
-          GROUP BY i.queue_name) AS q;
-    PERFORM jobqueue._notify_vehicles(v_queues, v_first_ids);
+    PERFORM jobqueue._insert_vehicles(
+        array_agg(j.id ORDER BY j.id), array_agg(j.queue ORDER BY j.id),
+        array_agg(j.priority ORDER BY j.id),
+        array_agg(CASE j.status
+                      WHEN 'retrying' THEN j.next_retry_at
+                      ELSE nullif(greatest(j.run_at, now()), now())
+                  END ORDER BY j.id))
+    FROM jobqueue.job AS j
+    WHERE j.id = ANY (p_job_ids);
 END
 $$;
 
@@ -109,9 +118,6 @@ LANGUAGE plpgsql
 SET search_path = jobqueue, procrastinate, pg_catalog
 AS $$
 #variable_conflict use_column
-DECLARE
-    v_queues text[];
-    v_first_ids bigint[];
 BEGIN
     INSERT INTO jobqueue.event (organization_id, job_id, type, data)
     SELECT n.organization_id, n.id, 'submitted',
@@ -119,23 +125,15 @@ BEGIN
     FROM new_rows AS n
     ORDER BY n.id;
 
-    -- The vehicles of the queued ones, as _defer_vehicles writes them and with its
-    -- notifications, from the rows at hand rather than read back from the table.
-    WITH inserted AS (
-        INSERT INTO procrastinate_jobs (
-            queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at
-        )
-        SELECT n.queue, 'jobqueue.run', n.priority, NULL, 'jobqueue:' || n.id,
-               jsonb_build_object('job_id', n.id), nullif(greatest(n.run_at, now()), now())
-        FROM new_rows AS n
-        WHERE n.status = 'queued'
-        ORDER BY n.id
-        RETURNING id, queue_name
-    )
-    SELECT array_agg(q.queue_name), array_agg(q.first_id) INTO v_queues, v_first_ids
-    FROM (SELECT i.queue_name, min(i.id) AS first_id FROM inserted AS i
-          GROUP BY i.queue_name) AS q;
-    PERFORM jobqueue._notify_vehicles(v_queues, v_first_ids);
+    -- The vehicles of the queued ones, from the rows at hand rather than read back from the
+    -- table.
+    PERFORM jobqueue._insert_vehicles(
+        array_agg(n.id ORDER BY n.id), array_agg(n.queue ORDER BY n.id),
+        array_agg(n.priority ORDER BY n.id),
+        array_agg(nullif(greatest(n.run_at, now()), now()) ORDER BY n.id))
+    FROM new_rows AS n
+    WHERE n.status = 'queued'
+    HAVING count(*) > 0;
     RETURN NULL;
 END
 $$;
