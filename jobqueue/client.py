@@ -19,7 +19,7 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from jobqueue import calls, db
+from jobqueue import calls, db, schedule_calls
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -110,6 +110,12 @@ class Client:
     job_checkpoint = _sync(calls.job_checkpoint)
     rescue_attempts = _sync(calls.rescue_attempts)
     cleanup_batch = _sync(calls.cleanup_batch)
+    create_schedule = _sync(schedule_calls.create_schedule)
+    update_schedule = _sync(schedule_calls.update_schedule)
+    set_schedule_enabled = _sync(schedule_calls.set_schedule_enabled)
+    delete_schedule = _sync(schedule_calls.delete_schedule)
+    list_schedules = _sync(schedule_calls.list_schedules)
+    run_schedule = _sync(schedule_calls.run_schedule)
 
 
 class AsyncClient:
@@ -187,3 +193,9 @@ class AsyncClient:
     job_checkpoint = _async(calls.job_checkpoint)
     rescue_attempts = _async(calls.rescue_attempts)
     cleanup_batch = _async(calls.cleanup_batch)
+    create_schedule = _async(schedule_calls.create_schedule)
+    update_schedule = _async(schedule_calls.update_schedule)
+    set_schedule_enabled = _async(schedule_calls.set_schedule_enabled)
+    delete_schedule = _async(schedule_calls.delete_schedule)
+    list_schedules = _async(schedule_calls.list_schedules)
+    run_schedule = _async(schedule_calls.run_schedule)

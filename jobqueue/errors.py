@@ -58,6 +58,18 @@ class InvalidJobType(JobqueueError):
     sqlstate, http_status, title = "JQV05", 400, "Invalid job type"
 
 
+class InvalidCron(JobqueueError):
+    """The cron expression is not one the engine can compute."""
+
+    sqlstate, http_status, title = "JQV13", 400, "Invalid cron expression"
+
+
+class UnknownTimeZone(JobqueueError):
+    """The time zone is not an IANA name the database knows."""
+
+    sqlstate, http_status, title = "JQV14", 400, "Unknown time zone"
+
+
 class PayloadTooLarge(JobqueueError):
     """The params, checkpoint or batch exceed their size limit."""
 
@@ -98,6 +110,12 @@ class TokenNotFound(JobqueueError):
     """No such API token visible to the caller."""
 
     sqlstate, http_status, title = "JQN04", 404, "Token not found"
+
+
+class ScheduleNotFound(JobqueueError):
+    """No schedule of that name in the organization, or the organization is not visible."""
+
+    sqlstate, http_status, title = "JQN06", 404, "Schedule not found"
 
 
 class AlreadyExists(JobqueueError):

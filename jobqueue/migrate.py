@@ -40,6 +40,8 @@ SQL_FILES = (
     "maintenance.sql",
     "bulk.sql",
     "web.sql",
+    "cron.sql",
+    "schedules.sql",
     "grants.sql",
 )
 

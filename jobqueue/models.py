@@ -168,3 +168,31 @@ class FinishResult(Record):
     attempt: int
     accepted: bool
     status: JobStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule(Record):
+    """A recurring job: what it submits, when (cron in a time zone), and how it last went."""
+
+    id: int
+    name: str
+    organization: str
+    job_type: str
+    params: dict[str, Any]
+    priority: int | None
+    dedup: bool
+    cron: str
+    timezone: str
+    enabled: bool
+    missed: str
+    catch_up_limit: int
+    grace: timedelta
+    next_run_at: datetime | None
+    last_tick_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: int | None
+    last_job_status: str | None
+    last_error: str | None
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime

@@ -14,7 +14,7 @@ from typing import Any
 from procrastinate import job_context
 
 from jobqueue import db
-from jobqueue.tasks import maintenance
+from jobqueue.tasks import maintenance, schedules
 from jobqueue.worker import bridge
 from jobqueue.worker.base import (
     APPLICATION_NAME,
@@ -73,6 +73,17 @@ app.periodic(cron="*/5 * * * *", periodic_id="cleanup")(
         priority=1000,
         queueing_lock="jobqueue.cleanup",
     )(maintenance.cleanup_task)
+)
+
+# Recurring jobs: every second, a pass over the due schedules (tasks/schedules.py).
+app.periodic(cron="* * * * * *", periodic_id="schedules")(
+    app.task(
+        name="jobqueue.schedules",
+        pass_context=True,
+        queue=maintenance.MAINTENANCE_QUEUE,
+        priority=1000,
+        queueing_lock="jobqueue.schedules",
+    )(schedules.tick_task)
 )
 
 from jobqueue.worker.runner import main, run_worker, run_worker_async  # noqa: E402
