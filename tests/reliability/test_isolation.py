@@ -158,6 +158,39 @@ CALLS: dict[str, Aim] = {
     "list_workers": Aim(
         "SELECT * FROM jobqueue.list_workers(actor => %(actor)s)", job_fields=("running",)
     ),
+    "create_schedule": Aim(
+        "SELECT * FROM jobqueue.create_schedule(name => 'mine', job_type => 'echo',"
+        " cron => '* * * * *', params => '{}', organization => 'bravo', timezone => 'UTC',"
+        " enabled => true, priority => NULL, dedup => true, missed => 'skip',"
+        " catch_up_limit => 1, grace => '1 minute', actor => %(actor)s)",
+        refuses=NOT_YOURS,
+    ),
+    "update_schedule": Aim(
+        "SELECT * FROM jobqueue.update_schedule(name => 'nightly', organization => 'bravo',"
+        " job_type => NULL, cron => '* * * * *', params => NULL, timezone => NULL,"
+        " enabled => NULL, priority => NULL, dedup => NULL, missed => NULL,"
+        " catch_up_limit => NULL, grace => NULL, actor => %(actor)s)",
+        refuses=NOT_YOURS,
+    ),
+    "set_schedule_enabled": Aim(
+        "SELECT * FROM jobqueue.set_schedule_enabled(name => 'nightly', organization => 'bravo',"
+        " enabled => false, actor => %(actor)s)",
+        refuses=NOT_YOURS,
+    ),
+    "delete_schedule": Aim(
+        "SELECT * FROM jobqueue.delete_schedule(name => 'nightly', organization => 'bravo',"
+        " actor => %(actor)s)",
+        refuses=NOT_YOURS,
+    ),
+    "run_schedule": Aim(
+        "SELECT * FROM jobqueue.run_schedule(name => 'nightly', organization => 'bravo',"
+        " actor => %(actor)s)",
+        refuses=NOT_YOURS,
+    ),
+    "list_schedules": Aim(
+        "SELECT * FROM jobqueue.list_schedules(actor => %(actor)s, organization => 'bravo')",
+        refuses=NOT_YOURS,
+    ),
     # Job types are global definitions, not organization data.
     "list_job_types": Aim("SELECT * FROM jobqueue.list_job_types(actor => %(actor)s)"),
 }
@@ -174,6 +207,8 @@ WORKER_ONLY = {
     "job_checkpoint",
     "rescue_attempts",
     "cleanup_batch",
+    "claim_due_schedules",
+    "fire_schedule",
 }
 NO_ORGANIZATION_DATA = {"authenticate", "can_access", "latest_event_id"}
 
@@ -199,6 +234,7 @@ def bravo(client: Client, dsn: str) -> Bravo:
     dead = client.submit_job("echo", {}, organization="bravo")
     run_job(dsn, dead.id, "failed", retryable=False)
     queued = client.submit_job("echo", {}, organization="bravo")
+    client.create_schedule("nightly", "echo", "@daily", organization="bravo")
     # alice's own job, so readers have something legitimate to return.
     client.submit_job("echo", {}, organization="alpha")
     return Bravo(queued.id, dead.id, ran.id, token.token_id)

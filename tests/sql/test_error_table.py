@@ -64,6 +64,11 @@ def _raisers(client: Client, dsn: str) -> dict[str, Callable[[], object]]:
         "JQV03": lambda: client.list_jobs(page_size=0),
         "JQV04": lambda: client.submit_job("echo", organization="acme", depends_on=[10**9]),
         "JQV05": sql("SELECT jobqueue.register_job_type('bad name!', 'x:y')"),
+        "JQV13": lambda: client.create_schedule("s", "echo", "61 * * * *", organization="acme"),
+        "JQV14": lambda: client.create_schedule(
+            "s", "echo", "@hourly", organization="acme", timezone="Mars/Olympus"
+        ),
+        "JQN06": lambda: client.run_schedule("ghost", organization="acme"),
         "JQV06": lambda: client.submit_job("echo", {"x": "y" * 300_000}, organization="acme"),
         "JQA01": lambda: client.authenticate("jq_nothing"),
         "JQA02": lambda: client.submit_job("echo", organization="globex", actor="alice"),
@@ -96,6 +101,7 @@ ENGINE_FILES = (
     "events.sql",
     "queries.sql",
     "metrics.sql",
+    "schedules.sql",
 )
 
 
