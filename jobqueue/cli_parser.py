@@ -132,6 +132,10 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     token_revoke.add_argument("token_id", type=int, metavar="ID")
     token_revoke.set_defaults(run=cli.cmd_token_revoke)
 
+    from jobqueue.cli_schedules import add_verbs as add_schedule_verbs
+
+    add_schedule_verbs(verbs, verb, cli._json_arg)
+
     cleanup = verb(verbs, "cleanup", "delete finished jobs past retention, in batches")
     cleanup.add_argument("--retention-days", type=float, default=7.0)
     cleanup.add_argument("--batch", type=int, default=1000)
