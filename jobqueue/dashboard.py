@@ -178,6 +178,15 @@ async def job_type_page(request: Request) -> Response:
     return await _page(request, "job_type.html", job_type=job_type)
 
 
+async def schedules_page(request: Request) -> Response:
+    try:
+        identity = await identify(request)
+    except errors.Unauthenticated:
+        return RedirectResponse("/login", status_code=303)
+    schedules = await _client(request).list_schedules(actor=identity.user_name)
+    return await _page(request, "schedules.html", schedules=schedules)
+
+
 async def workers_page(request: Request) -> Response:
     return await _page(request, "workers.html")
 
@@ -224,6 +233,7 @@ routes: list[BaseRoute] = [
     # A plain segment, not Starlette's int convertor, which fails on more than 4300 digits.
     Route("/jobs/{job_id}", job_page),
     Route("/types/{name:str}", job_type_page),
+    Route("/schedules", schedules_page),
     Route("/workers", workers_page),
     LiteralRoute("/api/jobs/bulk-cancel", bulk_cancel, methods=["POST"]),
     LiteralRoute("/api/jobs/bulk-retry", bulk_retry, methods=["POST"]),

@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from jobqueue import openapi_schedules
 from jobqueue.openapi_schemas import (
     BIGINT_MAX,
     JOB_ID,
@@ -301,6 +302,8 @@ PATHS: dict[str, Any] = {
     },
 }
 
+PATHS.update(openapi_schedules.paths(_operation, _json, _ref, _query))
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -310,7 +313,7 @@ DOCUMENT: dict[str, Any] = {
     },
     "paths": PATHS,
     "components": {
-        "schemas": SCHEMAS,
+        "schemas": {**SCHEMAS, **openapi_schedules.SCHEMAS},
         "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "session": {"type": "apiKey", "in": "cookie", "name": "jobqueue_session"},

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from jobqueue import api, auth, dashboard, errors, openapi, prom, sse
+from jobqueue import api, api_schedules, auth, dashboard, errors, openapi, prom, sse
 from jobqueue.client import AsyncClient
 from jobqueue.migrate import status as migration_status
 from jobqueue.routing import LiteralRoute
@@ -116,6 +116,18 @@ def api_routes() -> list[BaseRoute]:
         _route("/api/metrics", GET=api.metrics),
         _route("/api/job-types", GET=api.list_job_types, POST=api.register_job_type),
         _route("/api/organizations", GET=api.list_organizations),
+        _route(
+            "/api/schedules",
+            GET=api_schedules.list_schedules,
+            POST=api_schedules.create_schedule,
+        ),
+        _route(
+            "/api/schedules/{organization}/{name}",
+            GET=api_schedules.get_schedule,
+            PATCH=api_schedules.update_schedule,
+            DELETE=api_schedules.delete_schedule,
+        ),
+        _route("/api/schedules/{organization}/{name}/run", POST=api_schedules.run_schedule),
         _route("/api/events", GET=sse.events),
         _route("/api/openapi.json", GET=openapi.document),
         _route("/healthz", GET=healthz),
@@ -145,7 +157,7 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "DELETE"],
+                allow_methods=["GET", "POST", "PATCH", "DELETE"],
                 allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
             )
         )

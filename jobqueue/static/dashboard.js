@@ -282,6 +282,42 @@ async function loadWorkers() {
   if (!workers.length) body.append(el("tr", {}, el("td", { colspan: "3" }, "No live workers.")));
 }
 
+// --- schedules: run now, enable, disable; the page reloads when a schedule's event arrives --
+
+function initSchedules() {
+  const result = document.getElementById("schedule-result");
+  document.getElementById("schedules-table").addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const [org, name] = button.closest("tr").dataset.schedule.split("/");
+    const path = `/api/schedules/${encodeURIComponent(org)}/${encodeURIComponent(name)}`;
+    button.disabled = true;
+    try {
+      if (button.dataset.action === "run") {
+        const job = await api("POST", `${path}/run`);
+        result.textContent = `${job.duplicate ? "Already active" : "Submitted"}: job ${job.id}`;
+        result.hidden = false;
+      } else {
+        await api("PATCH", path, { enabled: button.dataset.action === "enable" });
+      }
+      location.reload();
+    } catch (e) {
+      result.textContent = e.message;
+      result.hidden = false;
+      button.disabled = false;
+    }
+  });
+  // Fired ticks and changes made elsewhere show up without a manual reload.
+  const source = new EventSource("/api/events");
+  let pending = null;
+  ["schedule_fired", "schedule_tick_failed", "schedule_created", "schedule_updated",
+    "schedule_enabled", "schedule_disabled", "schedule_deleted", "schedule_failed"]
+    .forEach((t) => source.addEventListener(t, () => {
+      pending = pending || setTimeout(() => location.reload(), 1000);
+    }));
+  setInterval(() => location.reload(), 30000);  // the next run moves on with the ticks
+}
+
 function initLogin() {
   const form = document.getElementById("login-form");
   form.onsubmit = async (event) => {
@@ -308,6 +344,7 @@ document.addEventListener("DOMContentLoaded", () => {
     case "jobs": return initJobs();
     case "job": return initJob(page);
     case "job-type": return initJobType(page).catch(() => {});
+    case "schedules": return initSchedules();
     case "workers":
       loadWorkers().catch(() => {});
       return setInterval(() => loadWorkers().catch(() => {}), 2000);

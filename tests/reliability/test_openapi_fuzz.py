@@ -22,6 +22,7 @@ no check can read it. Its refusals are covered case by case in test_hostile_http
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +43,7 @@ from tests.integration.web_helpers import bearer, build_world, running_server, s
 FULL_EXAMPLES = 300
 REDUCED_EXAMPLES = 50
 ADMIN_ONLY = {("POST", "/api/job-types"), ("GET", "/metrics")}
+SCHEDULE = "fixture"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ def target(server_dsn: str, template_name: str) -> Iterator[Target]:
             with jobqueue_db.connect(dsn, autocommit=True) as conn:
                 conn.execute("SELECT jobqueue.complete_attempt(%s, %s)", (done.id, attempt))
             queued = client.submit_job("echo", {"n": 2}, organization="org-a")
+            client.create_schedule(SCHEDULE, "echo", "@hourly", organization="org-a")
         yield Target(dsn, world.alice, world.admin, done.id, queued.id)
 
 
@@ -107,11 +110,35 @@ def ground_job(job: dict[str, Any], target: Target, now: datetime) -> None:
         job["run_at"] = (now + timedelta(minutes=5)).isoformat()
 
 
+def ground_schedule(case: schemathesis.Case[Any], target: Target, operation: str) -> None:
+    """A schedule the engine holds, and settings it takes (an expression, a zone, a type)."""
+    if case.path_parameters:
+        name = SCHEDULE
+        if operation.startswith("DELETE"):
+            # Each delete gets a schedule of its own, so the others keep theirs.
+            name = f"doomed-{uuid.uuid4().hex[:12]}"
+            with Client(target.dsn) as client:
+                client.create_schedule(name, "echo", "@hourly", organization="org-a")
+        case.path_parameters.update(organization="org-a", name=name)
+    if isinstance(case.body, dict):
+        if operation == "POST /api/schedules":
+            case.body.update(name=f"s-{uuid.uuid4().hex[:12]}", organization="org-a")
+        for key, value in (("job_type", "echo"), ("cron", "@hourly"), ("timezone", "UTC")):
+            if case.body.get(key) is not None or operation == "POST /api/schedules":
+                case.body[key] = value
+        if case.body.get("params") is not None:
+            case.body["params"] = {}
+    if case.query and case.query.get("organization") is not None:
+        case.query["organization"] = "org-a"
+
+
 def ground(case: schemathesis.Case[Any], target: Target) -> None:
     """Replace what a schema cannot promise in a positive request by what the engine holds."""
     now = datetime.now(UTC)
     operation = f"{case.operation.method.upper()} {case.operation.path}"
-    if operation == "POST /api/jobs":
+    if case.operation.path.startswith("/api/schedules"):
+        ground_schedule(case, target, operation)
+    elif operation == "POST /api/jobs":
         ground_job(case.body, target, now)
     elif operation == "POST /api/jobs/batch":
         for job in case.body["jobs"]:
