@@ -42,6 +42,7 @@ SQL_FILES = (
     "web.sql",
     "cron.sql",
     "schedules.sql",
+    "schedule_ticks.sql",
     "grants.sql",
 )
 

@@ -23,7 +23,7 @@ CREATE OR REPLACE FUNCTION jobqueue._cron_field(
     p_label text, p_field text, p_min integer, p_max integer, p_names text[] DEFAULT NULL
 ) RETURNS integer[]
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_term text;
@@ -67,7 +67,7 @@ $$;
 -- its whitespace collapsed); JQV13 when it is not one the workers can compute.
 CREATE OR REPLACE FUNCTION jobqueue._cron_expression(p_cron text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 DECLARE
     c_months constant text[] := '{JAN,FEB,MAR,APR,MAY,JUN,JUL,AUG,SEP,OCT,NOV,DEC}';
@@ -117,7 +117,7 @@ $$;
 -- The time zone's name when PostgreSQL knows it (the IANA names of pg_timezone_names).
 CREATE OR REPLACE FUNCTION jobqueue._check_timezone(p_timezone text) RETURNS text
 LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_timezone IS NULL OR NOT EXISTS (

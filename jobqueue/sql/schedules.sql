@@ -1,17 +1,15 @@
 -- schedules.sql: recurring jobs. Schedules are rows, changed through these functions.
 --
--- Owns:      schedules (create, update, enable/disable, delete, list, run now) and the
---            workers' side of ticking them.
+-- Owns:      schedules (create, update, enable/disable, delete, list, run now); the workers'
+--            side of ticking them is schedule_ticks.sql.
 -- Public:    create_schedule(name, job_type, cron, params, organization, timezone, enabled, ..., actor)
 --            update_schedule(name, organization, job_type, cron, ..., actor)  -- NULL keeps a setting
 --            set_schedule_enabled(name, organization, enabled, actor)
 --            delete_schedule(name, organization, actor)
 --            list_schedules(actor, organization)
 --            run_schedule(name, organization, actor)   -- one job now, outside the ticks
--- Worker:    claim_due_schedules(max_count)   -- locks the due schedules, SKIP LOCKED
---            fire_schedule(schedule_id, version, ticks, until, next_run_at, skipped, error)
 -- Internal:  _schedule_infos(ids), _schedule_id(actor, organization, name),
---            _schedule_event(...), _submit_tick(...)
+--            _schedule_event(...), _check_schedule(row)
 -- Ticks:     the workers compute them (jobqueue/tasks/schedules.py) from the expression
 --            cron.sql checked, in the schedule's time zone, always against the database's
 --            clock (claim_due_schedules returns now()), never a worker's. The primary key
@@ -33,7 +31,7 @@
 CREATE OR REPLACE FUNCTION jobqueue._schedule_infos(p_ids bigint[])
 RETURNS SETOF jobqueue.schedule_info
 LANGUAGE sql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT s.id, s.name, o.name, s.job_type, s.params, s.priority, s.dedup, s.cron,
            s.timezone, s.enabled, s.missed, s.catch_up_limit, s.grace, s.next_run_at,
@@ -51,7 +49,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue._schedule_id(p_actor text, p_organization text, p_name text)
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 DECLARE
     v_org_id bigint := jobqueue._require_organization(p_actor, p_organization);
@@ -73,7 +71,7 @@ CREATE OR REPLACE FUNCTION jobqueue._schedule_event(
     p_data jsonb DEFAULT '{}'
 ) RETURNS void
 LANGUAGE sql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     INSERT INTO jobqueue.event (organization_id, job_id, type, data)
     VALUES (p_schedule.organization_id, p_job_id, p_type,
@@ -85,7 +83,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue._check_schedule(p_schedule jobqueue.schedule)
 RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_schedule.name IS NULL OR p_schedule.name !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$' THEN
@@ -140,7 +138,7 @@ CREATE OR REPLACE FUNCTION jobqueue.create_schedule(
     actor text DEFAULT NULL
 ) RETURNS jobqueue.schedule_info
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -196,7 +194,7 @@ CREATE OR REPLACE FUNCTION jobqueue.update_schedule(
     actor text DEFAULT NULL
 ) RETURNS jobqueue.schedule_info
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -247,7 +245,7 @@ CREATE OR REPLACE FUNCTION jobqueue.set_schedule_enabled(
     name text, organization text, enabled boolean, actor text DEFAULT NULL
 ) RETURNS jobqueue.schedule_info
 LANGUAGE sql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT * FROM jobqueue.update_schedule(
         name => set_schedule_enabled.name, organization => set_schedule_enabled.organization,
@@ -259,7 +257,7 @@ CREATE OR REPLACE FUNCTION jobqueue.delete_schedule(
     name text, organization text, actor text DEFAULT NULL
 ) RETURNS jobqueue.schedule_info
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -278,7 +276,7 @@ CREATE OR REPLACE FUNCTION jobqueue.list_schedules(
     actor text DEFAULT NULL, organization text DEFAULT NULL
 ) RETURNS SETOF jobqueue.schedule_info
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -297,64 +295,11 @@ BEGIN
 END
 $$;
 
--- Claims a tick through the key of schedule_tick and submits its job, in a subtransaction:
--- a refusal (rate limit, disabled type) is recorded as the tick's error instead of undoing
--- the caller's other ticks. claimed is false when the tick was fired before.
-CREATE OR REPLACE FUNCTION jobqueue._submit_tick(
-    p_schedule jobqueue.schedule, p_tick_at timestamptz, p_manual boolean,
-    OUT claimed boolean, OUT job jobqueue.job_info
-)
-LANGUAGE plpgsql
-SET search_path = jobqueue, pg_catalog
-AS $$
-DECLARE
-    v_error text;
-BEGIN
-    INSERT INTO jobqueue.schedule_tick (schedule_id, tick_at, outcome)
-    VALUES (p_schedule.id, p_tick_at, CASE WHEN p_manual THEN 'manual' ELSE 'submitted' END)
-    ON CONFLICT ON CONSTRAINT schedule_tick_pkey DO NOTHING;
-    claimed := FOUND;
-    IF NOT claimed THEN
-        RETURN;
-    END IF;
-    BEGIN
-        job := jobqueue.submit_job(
-            job_type => p_schedule.job_type, params => p_schedule.params,
-            organization => (SELECT o.name FROM jobqueue.organization AS o
-                             WHERE o.id = p_schedule.organization_id),
-            priority => p_schedule.priority, dedup => p_schedule.dedup);
-    EXCEPTION WHEN OTHERS THEN
-        IF SQLSTATE NOT LIKE 'JQ%' THEN
-            RAISE;
-        END IF;
-        v_error := SQLERRM;
-    END;
-    UPDATE jobqueue.schedule_tick AS k
-    SET job_id = job.id, error = v_error,
-        outcome = CASE WHEN v_error IS NOT NULL THEN 'failed' WHEN p_manual THEN 'manual'
-                       WHEN job.duplicate THEN 'duplicate' ELSE 'submitted' END
-    WHERE k.schedule_id = p_schedule.id AND k.tick_at = p_tick_at;
-    IF v_error IS NOT NULL THEN
-        PERFORM jobqueue._schedule_event(p_schedule, 'schedule_tick_failed', NULL,
-            jsonb_build_object('tick_at', p_tick_at, 'error', v_error, 'manual', p_manual));
-    ELSE
-        PERFORM jobqueue._schedule_event(p_schedule, 'schedule_fired', job.id,
-            jsonb_build_object('tick_at', p_tick_at, 'duplicate', job.duplicate,
-                               'manual', p_manual));
-    END IF;
-    UPDATE jobqueue.schedule AS s
-    SET last_run_at = now(), last_job_id = coalesce(job.id, s.last_job_id),
-        last_tick_at = CASE WHEN p_manual THEN s.last_tick_at ELSE p_tick_at END,
-        last_error = v_error
-    WHERE s.id = p_schedule.id;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION jobqueue.run_schedule(
     name text, organization text, actor text DEFAULT NULL
 ) RETURNS jobqueue.job_info
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -376,95 +321,6 @@ BEGIN
 END
 $$;
 
--- The enabled schedules due for planning (never planned, or next run reached), locked for
--- this transaction and skipped by any other; with the database's clock.
-CREATE OR REPLACE FUNCTION jobqueue.claim_due_schedules(max_count integer DEFAULT 100)
-RETURNS TABLE (
-    id bigint, version integer, expression text, timezone text, missed text,
-    catch_up_limit integer, grace interval, ticked_until timestamptz, now timestamptz
-)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
-AS $$
-#variable_conflict use_column
-BEGIN
-    IF max_count IS NULL OR max_count NOT BETWEEN 1 AND 10000 THEN
-        RAISE EXCEPTION 'max_count must be between 1 and 10000' USING ERRCODE = 'JQV03';
-    END IF;
-    RETURN QUERY
-        SELECT s.id, s.version, jobqueue._cron_expression(s.cron), s.timezone, s.missed,
-               s.catch_up_limit, s.grace, s.ticked_until, now()
-        FROM jobqueue.schedule AS s
-        WHERE s.enabled AND (s.next_run_at IS NULL OR s.next_run_at <= now())
-        ORDER BY s.next_run_at NULLS FIRST, s.id
-        LIMIT max_count
-        FOR UPDATE OF s SKIP LOCKED;
-END
-$$;
-
--- Fires the ticks a worker computed for one schedule, each tick once: ticks at or before
--- ticked_until, or after both until and now(), are left out; the primary key refuses a tick
--- fired before. Then every tick up to until is handled, and the next run is next_run_at.
--- A plan made from an older version of the schedule fires nothing. With error set, the
--- schedule could not be planned: it keeps the error and waits for a change.
-CREATE OR REPLACE FUNCTION jobqueue.fire_schedule(
-    schedule_id bigint,
-    version integer,
-    ticks timestamptz[],
-    until timestamptz,
-    next_run_at timestamptz,
-    skipped integer DEFAULT 0,
-    error text DEFAULT NULL
-) RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
-AS $$
-#variable_conflict use_column
-DECLARE
-    v_row jobqueue.schedule;
-    v_until timestamptz := least(fire_schedule.until, now());
-    v_tick timestamptz;
-    v_fired integer := 0;
-BEGIN
-    SELECT * INTO v_row FROM jobqueue.schedule AS s
-    WHERE s.id = fire_schedule.schedule_id FOR UPDATE;
-    IF NOT FOUND OR v_row.version <> fire_schedule.version OR NOT v_row.enabled THEN
-        RETURN 0;
-    END IF;
-    IF fire_schedule.error IS NOT NULL THEN
-        UPDATE jobqueue.schedule AS s SET last_error = left(fire_schedule.error, 1000),
-            next_run_at = 'infinity'
-        WHERE s.id = v_row.id;
-        PERFORM jobqueue._schedule_event(v_row, 'schedule_failed', NULL,
-            jsonb_build_object('error', left(fire_schedule.error, 1000)));
-        RETURN 0;
-    END IF;
-    IF coalesce(fire_schedule.skipped, 0) > 0 THEN
-        PERFORM jobqueue._schedule_event(v_row, 'schedule_missed', NULL,
-            jsonb_build_object('skipped', fire_schedule.skipped,
-                               'after', v_row.ticked_until, 'until', v_until));
-    END IF;
-    FOR v_tick IN
-        SELECT DISTINCT t FROM unnest(fire_schedule.ticks) AS t
-        WHERE t > v_row.ticked_until AND t <= v_until
-        ORDER BY t
-    LOOP
-        -- The key of schedule_tick decides: a tick fired before is not claimed again.
-        IF (SELECT t.claimed FROM jobqueue._submit_tick(v_row, v_tick, false) AS t) THEN
-            v_fired := v_fired + 1;
-        END IF;
-    END LOOP;
-    UPDATE jobqueue.schedule AS s
-    SET ticked_until = greatest(s.ticked_until, v_until),
-        next_run_at = coalesce(fire_schedule.next_run_at, 'infinity')
-    WHERE s.id = v_row.id;
-    -- Ticks are history once handled; a day of them is kept for inspection.
-    DELETE FROM jobqueue.schedule_tick AS k
-    WHERE k.schedule_id = v_row.id AND k.tick_at < v_until - interval '1 day';
-    RETURN v_fired;
-END
-$$;
-
 -- \df+ explains each public function with its header line.
 COMMENT ON FUNCTION jobqueue.create_schedule(text, text, text, jsonb, text, text, boolean, integer, boolean, text, integer, interval, text) IS
     'create_schedule(name, job_type, cron, params, organization, timezone, enabled, ..., actor): a recurring job; the cron expression and time zone are checked here (JQV13, JQV14).';
@@ -478,7 +334,3 @@ COMMENT ON FUNCTION jobqueue.list_schedules(text, text) IS
     'list_schedules(actor, organization): the schedules the actor may see, with next and last run and the last job''s status.';
 COMMENT ON FUNCTION jobqueue.run_schedule(text, text, text) IS
     'run_schedule(name, organization, actor): submit the schedule''s job now, outside its ticks; returns the job.';
-COMMENT ON FUNCTION jobqueue.claim_due_schedules(integer) IS
-    'claim_due_schedules(max_count): worker side; the due schedules, locked SKIP LOCKED, with the database''s now().';
-COMMENT ON FUNCTION jobqueue.fire_schedule(bigint, integer, timestamp with time zone[], timestamp with time zone, timestamp with time zone, integer, text) IS
-    'fire_schedule(schedule_id, version, ticks, until, next_run_at, skipped, error): worker side; one job per tick, once.';

@@ -102,6 +102,7 @@ ENGINE_FILES = (
     "queries.sql",
     "metrics.sql",
     "schedules.sql",
+    "schedule_ticks.sql",
 )
 
 

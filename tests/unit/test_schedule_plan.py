@@ -107,7 +107,7 @@ def test_one_pass_fires_a_bounded_number_of_ticks_and_the_next_goes_on() -> None
     assert second.ticks[-1] == now and second.until == now
 
 
-def test_an_expression_that_never_matches_again_has_no_next_run() -> None:
+def test_a_rare_day_still_has_a_next_run_and_an_impossible_one_is_refused() -> None:
     # 29 February on a Monday, as a day-of-month AND weekday: rare, but it exists.
     assert next_tick("0 0 29 2 *", ZoneInfo("UTC"), utc(2025, 1, 1)) == utc(2028, 2, 29)
     with pytest.raises(CronSimError):
