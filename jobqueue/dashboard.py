@@ -73,6 +73,11 @@ def list_workers_call(*, actor: str | None) -> calls.Call[list[dict[str, Any]]]:
             {
                 "worker_id": r["worker_id"],
                 "last_heartbeat": r["last_heartbeat"].isoformat(),
+                "host": r["host"],
+                "pid": r["pid"],
+                "queues": r["queues"],
+                "concurrency": r["concurrency"],
+                "started_at": r["started_at"].isoformat() if r["started_at"] else None,
                 "running": r["running"],
             }
             for r in rows

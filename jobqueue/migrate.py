@@ -37,8 +37,10 @@ SQL_FILES = (
     "events.sql",
     "queries.sql",
     "metrics.sql",
+    "totals.sql",
     "maintenance.sql",
     "bulk.sql",
+    "workers.sql",
     "web.sql",
     "grants.sql",
 )
