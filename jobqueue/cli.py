@@ -219,7 +219,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
             dedup=not args.no_dedup,
             actor=args.actor,
         )
-    label = "duplicate of" if job.duplicate else "submitted"
+        label = "duplicate of" if job.duplicate else "submitted"
+        if args.follow:
+            err.print(f"{label} job {job.id}")
+            args.job_id = job.id
+            return _follow(args, client)
     _emit(args, job, lambda j: out.print(f"{label} job {j.id} ({j.status})"))
     return EXIT_OK
 

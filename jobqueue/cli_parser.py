@@ -130,6 +130,15 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     )
     submit.add_argument("--depends-on", type=JOB_ID, nargs="*", metavar="ID")
     submit.add_argument("--no-dedup", action="store_true", help="always create a new job")
+    submit.add_argument(
+        "--follow", action="store_true", help="then show its progress until it ends (as show)"
+    )
+    submit.add_argument(
+        "--interval",
+        type=number_range(0, 3600, open_low=True),
+        default=0.5,
+        help="with --follow: seconds between polls (0.5)",
+    )
     submit.set_defaults(run=cli.cmd_submit)
 
     show = verb(verbs, "show", "show a job")
