@@ -1,4 +1,4 @@
--- 0007: the monotonic totals of /metrics survive the retention cleanup, with no write per job.
+-- metric_rollup: the monotonic totals of /metrics survive the retention cleanup, with no write per job.
 --
 -- The Prometheus counters (jobs submitted; attempts completed, failed and retried; the
 -- histogram of completed attempts' durations) are what the job and attempt tables hold now

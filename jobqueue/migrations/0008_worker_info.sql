@@ -1,4 +1,4 @@
--- 0008: what a worker process is, for the dashboard's workers page.
+-- worker_info: what a worker process is, for the dashboard's workers page.
 --
 -- procrastinate_workers holds an id and a heartbeat. A jobqueue worker describes itself once
 -- when it starts (host, pid, queues, concurrency): one row per worker process, nothing per

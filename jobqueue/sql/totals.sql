@@ -1,6 +1,6 @@
 -- totals.sql: monotonic totals for the Prometheus exposition, without a write per job.
 --
--- Owns:      the rollup of what the cleanup deletes (jobqueue.metric_rollup, migration 0007)
+-- Owns:      the rollup of what the cleanup deletes (jobqueue.metric_rollup, migration metric_rollup)
 --            and the totals read by /metrics.
 -- Public:    metric_totals(actor)  -- per organization, job type and queue: jobs submitted;
 --                                     attempts completed, failed (failed, timed_out, lost) and

@@ -1,6 +1,6 @@
 -- workers.sql: the live workers, as the dashboard's workers page shows them.
 --
--- Owns:      jobqueue.worker_info (migration 0008): what each worker process is.
+-- Owns:      jobqueue.worker_info (migration worker_info): what each worker process is.
 -- Public:    describe_worker(worker_id, host, pid, queues, concurrency)  -- worker side, once
 --                                                                        -- per worker start
 --            list_workers(actor)  -- live workers: heartbeat, host, pid, queues, concurrency,
