@@ -1,7 +1,8 @@
 """The ``jobqueue`` command: one entry point, one verb per engine call.
 
 Exit codes: 0 success; 1 the engine refused (the error's title and message are printed);
-2 usage error; 3 database unavailable; 4 ``show --follow`` saw the job end without completing.
+2 usage error; 3 database unavailable; 4 ``show --follow`` saw the job end without completing;
+130 interrupted by Ctrl-C.
 The DSN comes from ``--dsn`` (before or after the verb), else ``JOBQUEUE_DSN``, else
 ``DATABASE_URL``, else a ``jobqueue up`` running on this machine (:mod:`jobqueue.discovery`).
 ``--json`` prints machine-readable output; ``--as USER`` acts as that user (checked against
@@ -411,6 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
+    except KeyboardInterrupt:
+        # Ctrl-C (e.g. during show --follow): stop quietly, with the shell's code for it.
+        err.print("interrupted", markup=False)
+        return 130
     except UsageError as exc:
         err.print(f"usage error: {exc}", markup=False)
         return EXIT_USAGE

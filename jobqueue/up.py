@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import errno
 import os
 import random
 import shutil
@@ -70,7 +71,7 @@ def bind(host: str, port: int) -> socket.socket:
         listener.listen(2048)
     except OSError as exc:
         listener.close()
-        if exc.errno == 98:  # EADDRINUSE
+        if exc.errno == errno.EADDRINUSE:
             raise PortTaken(
                 f"port {port} on {host} is already in use; stop what is using it, or pass "
                 "--port N (or --port 0 for a free one)"

@@ -249,3 +249,18 @@ def test_web_serves_the_api_and_stops_on_sigterm(dsn: str) -> None:
         web.send_signal(signal.SIGTERM)
         # uvicorn re-raises the signal once it has shut down cleanly.
         assert web.wait(60) in (0, -signal.SIGTERM)
+
+
+def test_ctrl_c_during_show_follow_is_quiet(dsn: str) -> None:
+    _setup(dsn)
+    job = jobqueue_json("submit", "demo.echo", "--org", "acme", dsn=dsn)  # no worker: stays
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "jobqueue.cli", "show", "--follow", str(job["id"]), "--json"],
+        env=cli_env(dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert follow.stdout is not None
+    assert json.loads(follow.stdout.readline())["status"] == "queued"
+    follow.send_signal(signal.SIGINT)
+    _, stderr = follow.communicate(timeout=60)
+    assert follow.returncode == 130
+    assert "Traceback" not in stderr and stderr.strip() == "interrupted"
