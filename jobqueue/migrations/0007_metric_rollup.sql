@@ -16,7 +16,7 @@ CREATE TABLE jobqueue.metric_rollup (
     completed bigint NOT NULL DEFAULT 0,
     failed bigint NOT NULL DEFAULT 0,
     retried bigint NOT NULL DEFAULT 0,
-    duration_sum double precision NOT NULL DEFAULT 0,
+    duration_sum numeric NOT NULL DEFAULT 0,  -- seconds, exact: a float sum could go down by an ulp
     duration_buckets bigint[] NOT NULL,
     CONSTRAINT metric_rollup_pkey PRIMARY KEY (organization_id, job_type, queue)
 );

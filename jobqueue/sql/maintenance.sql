@@ -126,7 +126,7 @@ BEGIN
         -- no foreign key cascades here (migration 0005)
         DELETE FROM jobqueue.attempt AS a USING doomed WHERE a.job_id = doomed.id
         RETURNING a.job_id, a.attempt, a.outcome,
-                  extract(epoch FROM a.finished_at - a.started_at)::double precision AS secs
+                  extract(epoch FROM a.finished_at - a.started_at) AS secs
     ), gone_jobs AS (
         DELETE FROM jobqueue.job AS j USING doomed WHERE j.id = doomed.id
         RETURNING j.id, j.organization_id, j.job_type, j.queue
@@ -147,7 +147,7 @@ BEGIN
         SELECT b.organization_id, b.job_type, b.queue,
                jobqueue._bucket_array(jsonb_object_agg(b.bucket, b.n)) AS counts
         FROM (SELECT t.organization_id, t.job_type, t.queue,
-                     jobqueue._duration_bucket(t.secs) AS bucket, count(*) AS n
+                     jobqueue._duration_bucket(t.secs::double precision) AS bucket, count(*) AS n
               FROM gone_attempt_rows AS t WHERE t.outcome = 'completed'
               GROUP BY 1, 2, 3, 4) AS b
         GROUP BY 1, 2, 3

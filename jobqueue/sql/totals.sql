@@ -16,7 +16,9 @@
 -- Totals:    what the job and attempt tables hold now plus metric_rollup, in one statement;
 --            cleanup_batch (maintenance.sql) moves deleted rows into metric_rollup in the
 --            statement that deletes them, so a total never goes down. Jobs and attempts are
---            only ever deleted by that cleanup.
+--            only ever deleted by that cleanup. Duration sums are numeric, exact: a float
+--            sum regrouped by the move could come out an ulp lower, which Prometheus would
+--            read as a counter reset.
 -- Reads:     every job and attempt of the visible organizations: the cost follows retention.
 -- Locks:     none.
 -- Raises:    nothing of its own.
@@ -66,7 +68,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue.metric_totals(actor text DEFAULT NULL)
 RETURNS TABLE (
     organization text, job_type text, queue text, submitted bigint, completed bigint,
-    failed bigint, retried bigint, duration_sum double precision, duration_buckets bigint[],
+    failed bigint, retried bigint, duration_sum numeric, duration_buckets bigint[],
     duration_bounds double precision[]
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -85,7 +87,7 @@ BEGIN
         GROUP BY 1, 2, 3
     ), attempts AS (
         SELECT j.organization_id, j.job_type, j.queue, a.outcome, a.attempt,
-               extract(epoch FROM a.finished_at - a.started_at)::double precision AS secs
+               extract(epoch FROM a.finished_at - a.started_at) AS secs
         FROM jobqueue.attempt AS a
         JOIN jobqueue.job AS j ON j.id = a.job_id
         WHERE a.organization_id = ANY (v_orgs)
@@ -101,7 +103,7 @@ BEGIN
         SELECT b.organization_id, b.job_type, b.queue,
                jobqueue._bucket_array(jsonb_object_agg(b.bucket, b.n)) AS counts
         FROM (SELECT t.organization_id, t.job_type, t.queue,
-                     jobqueue._duration_bucket(t.secs) AS bucket, count(*) AS n
+                     jobqueue._duration_bucket(t.secs::double precision) AS bucket, count(*) AS n
               FROM attempts AS t WHERE t.outcome = 'completed'
               GROUP BY 1, 2, 3, 4) AS b
         GROUP BY 1, 2, 3
