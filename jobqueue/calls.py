@@ -319,6 +319,24 @@ def can_access(user_id: str, organization: str) -> Call[bool]:
     )
 
 
+def describe_worker(
+    worker_id: int, host: str, pid: int, queues: Iterable[str] | None, concurrency: int
+) -> Call[None]:
+    """Record what a worker process is (once, when it starts), for the workers page."""
+    return Call(
+        "SELECT jobqueue.describe_worker(worker_id => %(worker_id)s::bigint, host => %(host)s,"
+        " pid => %(pid)s, queues => %(queues)s::text[], concurrency => %(concurrency)s)",
+        {
+            "worker_id": worker_id,
+            "host": host[:255] or "unknown",
+            "pid": pid,
+            "queues": None if queues is None else list(queues),
+            "concurrency": concurrency,
+        },
+        lambda rows: None,
+    )
+
+
 def fetch_vehicles(
     queues: Iterable[str] | None, worker_id: int, max_count: int
 ) -> Call[list[dict[str, Any]]]:

@@ -1,16 +1,19 @@
 """The ``jobqueue`` command: one entry point, one verb per engine call.
 
 Exit codes: 0 success; 1 the engine refused (the error's title and message are printed);
-2 usage error; 3 database unavailable; 4 ``show --follow`` saw the job end without completing.
-The DSN comes from ``--dsn``, else ``JOBQUEUE_DSN``, else ``DATABASE_URL``. ``--json`` prints
-machine-readable output; ``--as USER`` acts as that user (checked against the user's
-organizations) instead of as a trusted service.
+2 usage error; 3 database unavailable; 4 ``show --follow`` saw the job end without completing;
+130 interrupted by Ctrl-C.
+The DSN comes from ``--dsn`` (before or after the verb), else ``JOBQUEUE_DSN``, else
+``DATABASE_URL``, else a ``jobqueue up`` running on this machine (:mod:`jobqueue.discovery`).
+``--json`` prints machine-readable output; ``--as USER`` acts as that user (checked against
+the user's organizations) instead of as a trusted service.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,29 +21,71 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from jobqueue import db, errors, models
+from jobqueue import db, discovery, errors, models
 from jobqueue.client import Client
 from jobqueue.states import TERMINAL, JobStatus
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_NOT_COMPLETED = 0, 1, 2, 3, 4
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Errors are one line, however narrow the terminal.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+# The engine's argument names that the CLI spells as options; its messages say what was typed.
+OPTION_NAMES = {
+    "run_at": "--run-at",
+    "depends_on": "--depends-on",
+    "page_size": "--limit",
+    "before_id": "--before-id",
+    "max_retries": "--max-retries",
+    "backoff_base": "--backoff-base",
+    "backoff_max": "--backoff-max",
+    "dedup_window": "--dedup-window",
+    "rate_limit": "--rate-limit",
+    "rate_period": "--rate-period",
+}
+_OPTION_WORDS = re.compile(r"\b(" + "|".join(OPTION_NAMES) + r")\b")
+
+
+def _as_typed(message: str) -> str:
+    """An engine message with its argument names spelt as the CLI's options."""
+    return _OPTION_WORDS.sub(lambda m: OPTION_NAMES[m[1]], message)
 
 
 class UsageError(Exception):
     """The arguments are well-formed for argparse but unusable."""
 
 
+def _dsn(args: argparse.Namespace) -> str:
+    """The database: --dsn, $JOBQUEUE_DSN, $DATABASE_URL, or a ``jobqueue up`` running here;
+    a malformed one is a usage error naming where it came from."""
+    dsn = discovery.resolve_dsn(args.dsn)
+    if not dsn:
+        raise UsageError(
+            "no database: pass --dsn, set JOBQUEUE_DSN, or start `jobqueue up` on this machine"
+        )
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        source = "--dsn" if args.dsn else "JOBQUEUE_DSN/DATABASE_URL"
+        reason = str(exc).splitlines()[0].removeprefix("invalid dsn: ")
+        raise UsageError(
+            f"{source} is not a PostgreSQL URL or connection string ({reason}); "
+            "expected e.g. postgresql://user@host:5432/dbname"
+        ) from None
+    return dsn
+
+
 @contextmanager
 def _client(args: argparse.Namespace) -> Iterator[Client]:
-    dsn = args.dsn or db.dsn_from_env()
-    if not dsn:
-        raise UsageError("no database: pass --dsn or set JOBQUEUE_DSN")
+    dsn = _dsn(args)
     with db.translated(), db.connect(dsn, autocommit=True, connect_timeout=10) as conn:
         yield Client(connection=conn)
 
@@ -64,17 +109,26 @@ def _emit(args: argparse.Namespace, value: Any, human: Callable[[Any], None]) ->
         human(value)
 
 
+def _cell(value: Any) -> str:
+    """A table cell: empty for null, JSON for the rest (true, not True), text as is."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     table = Table(*columns)
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(_cell(_plain(row.get(c))) for c in columns))
     out.print(table)
 
 
 def _fields(record: Any) -> None:
+    """One line per field; values as JSON writes them (null, true, [1, 2]), text as is."""
     for key, value in _plain(record).items():
-        shown = json.dumps(value) if isinstance(value, dict | list) else value
-        out.print(f"[bold]{key}[/bold]: {shown}")
+        shown = value if isinstance(value, str) else json.dumps(value, default=str)
+        out.print(f"[bold]{key}[/bold]: ", end="")
+        out.print(shown, markup=False)
 
 
 JOB_COLUMNS = ("id", "job_type", "organization", "status", "priority", "attempt", "progress")
@@ -92,7 +146,25 @@ def _json_arg(text: str) -> Any:
 
 
 def _seconds(text: str) -> timedelta:
-    return timedelta(seconds=float(text))
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}")
+    return timedelta(seconds=seconds)
+
+
+def _timestamp(text: str) -> datetime:
+    """An ISO 8601 time; without a zone, it is this machine's local time."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an ISO 8601 time such as 2030-01-31T09:00 or 2030-01-31T09:00:00+00:00, "
+            f"got {text!r}"
+        ) from None
+    return value if value.tzinfo is not None else value.astimezone()
 
 
 # --- verbs -------------------------------------------------------------------------------
@@ -104,12 +176,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     return up.run(args)
 
 
+def cmd_dsn(args: argparse.Namespace) -> int:
+    dsn = _dsn(args)
+    _emit(args, {"dsn": dsn}, lambda _: print(dsn))
+    return EXIT_OK
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from jobqueue.migrate import migrate
 
-    dsn = args.dsn or db.dsn_from_env()
-    if not dsn:
-        raise UsageError("no database: pass --dsn or set JOBQUEUE_DSN")
+    dsn = _dsn(args)
     with err.status("Migrating…"), db.translated():
         migrate(dsn)
     _emit(args, {"migrated": True}, lambda _: out.print("Database is up to date."))
@@ -120,17 +196,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from jobqueue.worker import main as worker_main
 
     argv = ["--concurrency", str(args.concurrency), "--queues", args.queues]
-    if args.dsn:
-        argv += ["--dsn", args.dsn]
+    argv += ["--dsn", _dsn(args)]
     return int(worker_main(argv))
 
 
 def cmd_web(args: argparse.Namespace) -> int:
     from jobqueue import web
 
-    argv = ["--host", args.host, "--port", str(args.port)]
-    if args.dsn:
-        argv += ["--dsn", args.dsn]
+    argv = ["--host", args.host, "--port", str(args.port), "--dsn", _dsn(args)]
     web.main(argv)
     return EXIT_OK
 
@@ -142,12 +215,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
             args.params,
             organization=args.org,
             priority=args.priority,
-            run_at=datetime.fromisoformat(args.run_at) if args.run_at else None,
+            run_at=args.run_at,
             depends_on=args.depends_on,
             dedup=not args.no_dedup,
             actor=args.actor,
         )
-    label = "duplicate of" if job.duplicate else "submitted"
+        label = "duplicate of" if job.duplicate else "submitted"
+        if args.follow:
+            err.print(f"{label} job {job.id}")
+            args.job_id = job.id
+            return _follow(args, client)
     _emit(args, job, lambda j: out.print(f"{label} job {j.id} ({j.status})"))
     return EXIT_OK
 
@@ -335,18 +412,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
+    except KeyboardInterrupt:
+        # Ctrl-C (e.g. during show --follow): stop quietly, with the shell's code for it.
+        err.print("interrupted", markup=False)
+        return 130
     except UsageError as exc:
-        err.print(f"usage error: {exc}")
+        err.print(f"usage error: {exc}", markup=False)
         return EXIT_USAGE
     except errors.DatabaseUnavailable as exc:
-        err.print(f"database unavailable: {exc}")
+        reason = str(exc).removeprefix("database unavailable: ")
+        err.print(f"database unavailable: {reason}", markup=False)
         return EXIT_UNAVAILABLE
     except errors.JobqueueError as exc:
         if args.json:
-            problem = {"title": exc.title, "message": exc.message, "sqlstate": exc.sqlstate}
+            message = _as_typed(exc.message)
+            problem = {"title": exc.title, "message": message, "sqlstate": exc.sqlstate}
             print(json.dumps(problem | {"detail": exc.detail}), file=sys.stderr)
         else:
-            err.print(f"{exc.title}: {exc.message}")
+            err.print(f"{exc.title}: {_as_typed(exc.message)}", markup=False)
         return EXIT_REFUSED
 
 

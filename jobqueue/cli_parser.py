@@ -3,32 +3,93 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from types import ModuleType
+from typing import NoReturn
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dsn", help="database URL (default: $JOBQUEUE_DSN or $DATABASE_URL)")
-    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """--dsn, --json and --as, accepted before the verb and after it; a verb's own default
+    is SUPPRESS, so a value given before the verb is not reset by it."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--dsn",
+        default=default(None),
+        help="database URL (default: $JOBQUEUE_DSN, $DATABASE_URL, or a `jobqueue up` running "
+        "on this machine)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON for scripts"
+    )
     parser.add_argument(
         "--as",
         dest="actor",
         metavar="USER",
+        default=default(None),
         help="act as this user (checked against the user's organizations)",
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors are one line (and exit 2, as argparse's do)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def int_range(low: int, high: int) -> Callable[[str], int]:
+    """An integer option within [low, high]; argparse names the option in its error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def number_range(low: float, high: float, *, open_low: bool = False) -> Callable[[str], float]:
+    """A number option within [low, high] (or (low, high] when open_low)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        below = value <= low if open_low else value < low
+        if below or value > high or value != value:
+            bound = "over" if open_low else "at least"
+            raise argparse.ArgumentTypeError(
+                f"must be {bound} {low:g} and at most {high:g}, got {text}"
+            )
+        return value
+
+    return parse
+
+
+JOB_ID = int_range(1, 2**63 - 1)
+
+
 def build(cli: ModuleType) -> argparse.ArgumentParser:
     """The full parser; each verb's ``run`` is the matching ``cmd_*`` of ``cli``."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="jobqueue",
         description="A Postgres-native background job engine.",
         epilog="Exit codes: 0 ok, 1 refused by the engine, 2 usage, 3 database unavailable, "
         "4 a followed job ended without completing.",
     )
+    _common(parser, top=True)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def verb(
-        parent: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
+        parent: argparse._SubParsersAction[Parser], name: str, help_: str
     ) -> argparse.ArgumentParser:
         sub = parent.add_parser(name, help=help_, description=help_)
         _common(sub)
@@ -41,39 +102,62 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     up.set_defaults(run=cli.cmd_up)
 
     verb(verbs, "migrate", "create or update the database schema").set_defaults(run=cli.cmd_migrate)
+    verb(
+        verbs, "dsn", 'print the database URL the other verbs use (e.g. psql "$(jobqueue dsn)")'
+    ).set_defaults(run=cli.cmd_dsn)
 
     worker = verb(verbs, "worker", "run a worker until SIGTERM/SIGINT")
     worker.add_argument("--queues", default="", help="comma-separated queues (default: all)")
-    worker.add_argument("--concurrency", type=int, default=10, help="jobs at once (10)")
+    worker.add_argument(
+        "--concurrency", type=int_range(1, 10_000), default=10, help="jobs at once (10)"
+    )
     worker.set_defaults(run=cli.cmd_worker)
 
     web = verb(verbs, "web", "serve the JSON API and the dashboard")
     web.add_argument("--host", default="127.0.0.1")
-    web.add_argument("--port", type=int, default=8000)
+    web.add_argument("--port", type=int_range(1, 65535), default=8000)
     web.set_defaults(run=cli.cmd_web)
 
     submit = verb(verbs, "submit", "submit a job")
     submit.add_argument("job_type", metavar="TYPE")
     submit.add_argument("params", nargs="?", type=cli._json_arg, default={}, help="JSON object")
     submit.add_argument("--org", required=True, help="organization")
-    submit.add_argument("--priority", type=int)
-    submit.add_argument("--run-at", help="ISO 8601 time to run at")
-    submit.add_argument("--depends-on", type=int, nargs="*", metavar="ID")
+    submit.add_argument("--priority", type=int_range(-1000, 1000), help="-1000..1000")
+    submit.add_argument(
+        "--run-at",
+        type=cli._timestamp,
+        help="ISO 8601 time to run at, e.g. 2030-01-31T09:00 (local time unless it has a zone)",
+    )
+    submit.add_argument("--depends-on", type=JOB_ID, nargs="*", metavar="ID")
     submit.add_argument("--no-dedup", action="store_true", help="always create a new job")
+    submit.add_argument(
+        "--follow", action="store_true", help="then show its progress until it ends (as show)"
+    )
+    submit.add_argument(
+        "--interval",
+        type=number_range(0, 3600, open_low=True),
+        default=0.5,
+        help="with --follow: seconds between polls (0.5)",
+    )
     submit.set_defaults(run=cli.cmd_submit)
 
     show = verb(verbs, "show", "show a job")
-    show.add_argument("job_id", type=int, metavar="ID")
+    show.add_argument("job_id", type=JOB_ID, metavar="ID")
     show.add_argument("--follow", action="store_true", help="print progress until the job ends")
-    show.add_argument("--interval", type=float, default=0.5, help="seconds between polls (0.5)")
+    show.add_argument(
+        "--interval",
+        type=number_range(0, 3600, open_low=True),
+        default=0.5,
+        help="seconds between polls (0.5)",
+    )
     show.set_defaults(run=cli.cmd_show)
 
     jobs = verb(verbs, "jobs", "list jobs, newest first")
     jobs.add_argument("--org")
     jobs.add_argument("--status")
     jobs.add_argument("--type")
-    jobs.add_argument("--before-id", type=int, help="the last id of the previous page")
-    jobs.add_argument("--limit", type=int, default=50, help="page size, 1..500 (50)")
+    jobs.add_argument("--before-id", type=JOB_ID, help="the last id of the previous page")
+    jobs.add_argument("--limit", type=int_range(1, 500), default=50, help="page size, 1..500 (50)")
     jobs.set_defaults(run=cli.cmd_jobs)
 
     for name, help_, handler in (
@@ -82,12 +166,17 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
         ("attempts", "list a job's attempts", cli.cmd_attempts),
     ):
         sub = verb(verbs, name, help_)
-        sub.add_argument("job_id", type=int, metavar="ID")
+        sub.add_argument("job_id", type=JOB_ID, metavar="ID")
         sub.set_defaults(run=handler)
 
     metrics = verb(verbs, "metrics", "counts, queue depth, timings and failure rates")
     metrics.add_argument("--org")
-    metrics.add_argument("--hours", type=float, default=24.0, help="window in hours (24)")
+    metrics.add_argument(
+        "--hours",
+        type=number_range(0, 90 * 24, open_low=True),
+        default=24.0,
+        help="window in hours, up to 2160 (24)",
+    )
     metrics.set_defaults(run=cli.cmd_metrics)
 
     types = verbs.add_parser("types", help="job types", description="job types")
@@ -97,13 +186,15 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     register.add_argument("name")
     register.add_argument("handler", help="package.module:function")
     register.add_argument("--queue", default="default")
-    register.add_argument("--priority", type=int, default=0)
-    register.add_argument("--max-retries", type=int)
+    register.add_argument("--priority", type=int_range(-1000, 1000), default=0)
+    register.add_argument("--max-retries", type=int_range(0, 100))
     register.add_argument("--timeout", type=cli._seconds, help="seconds")
     register.add_argument("--backoff-base", type=cli._seconds, help="seconds")
     register.add_argument("--backoff-max", type=cli._seconds, help="seconds")
     register.add_argument("--dedup-window", type=cli._seconds, help="seconds")
-    register.add_argument("--rate-limit", type=int, help="jobs per --rate-period")
+    register.add_argument(
+        "--rate-limit", type=int_range(1, 2**31 - 1), help="jobs per --rate-period"
+    )
     register.add_argument("--rate-period", type=cli._seconds, help="seconds")
     register.set_defaults(run=cli.cmd_types_register)
 
@@ -129,7 +220,7 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     token_create.add_argument("--name", default="default")
     token_create.set_defaults(run=cli.cmd_token_create)
     token_revoke = verb(token_verbs, "revoke", "revoke a token")
-    token_revoke.add_argument("token_id", type=int, metavar="ID")
+    token_revoke.add_argument("token_id", type=JOB_ID, metavar="ID")
     token_revoke.set_defaults(run=cli.cmd_token_revoke)
 
     from jobqueue.cli_schedules import add_verbs as add_schedule_verbs
@@ -137,7 +228,11 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     add_schedule_verbs(verbs, verb, cli._json_arg)
 
     cleanup = verb(verbs, "cleanup", "delete finished jobs past retention, in batches")
-    cleanup.add_argument("--retention-days", type=float, default=7.0)
-    cleanup.add_argument("--batch", type=int, default=1000)
+    cleanup.add_argument(
+        "--retention-days", type=number_range(0, 36500), default=7.0, help="days kept (7)"
+    )
+    cleanup.add_argument(
+        "--batch", type=int_range(1, 100_000), default=1000, help="jobs per batch (1000)"
+    )
     cleanup.set_defaults(run=cli.cmd_cleanup)
     return parser

@@ -12,6 +12,14 @@ from datetime import timedelta
 from typing import Any
 
 from jobqueue import models
+from jobqueue.cli_parser import int_range, number_range
+
+_grace_seconds = number_range(1, 86400)
+
+
+def _seconds(text: str) -> timedelta:
+    return timedelta(seconds=_grace_seconds(text))
+
 
 SCHEDULE_COLUMNS = (
     "name",
@@ -113,7 +121,7 @@ def cmd_run_now(args: argparse.Namespace) -> int:
 
 
 def add_verbs(
-    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    verbs: argparse._SubParsersAction[Any],
     verb: Callable[..., argparse.ArgumentParser],
     json_arg: Callable[[str], Any],
 ) -> None:
@@ -130,13 +138,15 @@ def add_verbs(
     def settings(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--params", type=json_arg, help="JSON object")
         parser.add_argument("--timezone", help="IANA time zone (default UTC)")
-        parser.add_argument("--priority", type=int)
+        parser.add_argument("--priority", type=int_range(-1000, 1000))
         parser.add_argument("--no-dedup", action="store_true", help="a new job every tick")
         parser.add_argument(
             "--missed", choices=("skip", "catch_up"), help="ticks found later than --grace"
         )
-        parser.add_argument("--catch-up-limit", type=int, help="missed ticks run (catch_up)")
-        parser.add_argument("--grace", type=lambda s: timedelta(seconds=float(s)), help="seconds")
+        parser.add_argument(
+            "--catch-up-limit", type=int_range(1, 100), help="missed ticks run (catch_up)"
+        )
+        parser.add_argument("--grace", type=_seconds, help="seconds (1 to 86400)")
 
     create = verb(sub, "create", "create a schedule")
     create.add_argument("name")

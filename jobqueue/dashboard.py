@@ -10,11 +10,18 @@ calls (``jobqueue.cancel_jobs`` / ``retry_jobs`` in bulk.sql), never a loop over
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import BaseRoute, Route
 
 from jobqueue import calls, errors
@@ -25,6 +32,7 @@ from jobqueue.routing import LiteralRoute
 from jobqueue.states import JobStatus
 
 PAGE_SIZE = 50
+STATIC_DIR = Path(__file__).parent / "static"
 
 templates = Environment(
     loader=PackageLoader("jobqueue", "templates"),
@@ -73,6 +81,11 @@ def list_workers_call(*, actor: str | None) -> calls.Call[list[dict[str, Any]]]:
             {
                 "worker_id": r["worker_id"],
                 "last_heartbeat": r["last_heartbeat"].isoformat(),
+                "host": r["host"],
+                "pid": r["pid"],
+                "queues": r["queues"],
+                "concurrency": r["concurrency"],
+                "started_at": r["started_at"].isoformat() if r["started_at"] else None,
                 "running": r["running"],
             }
             for r in rows
@@ -187,6 +200,20 @@ async def schedules_page(request: Request) -> Response:
     return await _page(request, "schedules.html", schedules=schedules)
 
 
+async def job_types_page(request: Request) -> Response:
+    try:
+        identity = await identify(request)
+    except errors.Unauthenticated:
+        return RedirectResponse("/login", status_code=303)
+    types = await _client(request).list_job_types(actor=identity.user_name)
+    return await _page(request, "job_types.html", job_types=types)
+
+
+async def favicon(request: Request) -> Response:
+    """The icon browsers ask for at /favicon.ico, whatever the page links."""
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+
 async def workers_page(request: Request) -> Response:
     return await _page(request, "workers.html")
 
@@ -232,8 +259,10 @@ routes: list[BaseRoute] = [
     Route("/jobs", jobs_page),
     # A plain segment, not Starlette's int convertor, which fails on more than 4300 digits.
     Route("/jobs/{job_id}", job_page),
+    Route("/types", job_types_page),
     Route("/types/{name:str}", job_type_page),
     Route("/schedules", schedules_page),
+    Route("/favicon.ico", favicon),
     Route("/workers", workers_page),
     LiteralRoute("/api/jobs/bulk-cancel", bulk_cancel, methods=["POST"]),
     LiteralRoute("/api/jobs/bulk-retry", bulk_retry, methods=["POST"]),

@@ -36,6 +36,34 @@ UNAUTHENTICATED = {
     "description": "Missing, unknown or revoked token.",
     "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
 }
+# What each error status means, as problem JSON (the README's error table has the SQLSTATEs).
+ERRORS: dict[str, dict[str, Any]] = {
+    "400": {**PROBLEM_RESPONSE, "description": "Malformed or invalid input (JQV01-JQV05)."},
+    "403": {
+        **PROBLEM_RESPONSE,
+        "description": "The caller may not act on that organization, or needs to be an admin "
+        "(JQA02).",
+    },
+    "404": {
+        **PROBLEM_RESPONSE,
+        "description": "No such job, organization or user visible to the caller (JQN01-JQN04).",
+    },
+    "409": {
+        **PROBLEM_RESPONSE,
+        "description": "Not possible in the job's state, or an identical job is active "
+        "(JQT01, JQC01).",
+    },
+    "413": {
+        **PROBLEM_RESPONSE,
+        "description": "The body, the params or the batch is over its limit (JQV06).",
+    },
+    "429": {
+        **PROBLEM_RESPONSE,
+        "description": "The job type's rate limit is reached (JQR01).",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+    },
+    "503": {**PROBLEM_RESPONSE, "description": "The database is unavailable."},
+}
 
 
 def _operation(
@@ -47,10 +75,16 @@ def _operation(
     parameters: list[dict[str, Any]] | None = None,
     secured: bool = True,
     extra: dict[str, Any] | None = None,
+    errors: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {status: ok, **(extra or {})}
+    if body is not None:
+        errors = ("400", "413", *errors)  # a malformed or oversized body, on every route
+    for code in sorted(set(errors)):
+        responses[code] = ERRORS[code]
     if secured:
         responses["401"] = UNAUTHENTICATED
+    responses["503"] = ERRORS["503"]
     responses["default"] = PROBLEM_RESPONSE
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if parameters:
@@ -95,6 +129,7 @@ PATHS: dict[str, Any] = {
                 "description": "Prometheus text format.",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
             },
+            errors=("403",),
         )
     },
     "/api/openapi.json": {
@@ -132,6 +167,7 @@ PATHS: dict[str, Any] = {
             status="201",
             body=_ref("SubmitJob"),
             extra={"200": _json(_ref("Job"), "An active duplicate, returned instead.")},
+            errors=("403", "404", "429"),
         ),
         "get": _operation(
             "List jobs, newest first, with keyset pagination",
@@ -160,6 +196,7 @@ PATHS: dict[str, Any] = {
                     " page size limit (JOBQUEUE_MAX_PAGE_SIZE, default 500).",
                 ),
             ],
+            errors=("400", "403", "404"),
         ),
     },
     "/api/jobs/batch": {
@@ -182,6 +219,7 @@ PATHS: dict[str, Any] = {
                     "jobs": {"type": "array", "minItems": 1, "items": _ref("SubmitJob")}
                 },
             },
+            errors=("403", "404", "429"),
         )
     },
     "/api/jobs/{job_id}": {
@@ -189,6 +227,7 @@ PATHS: dict[str, Any] = {
             "One job (404 when missing or of another organization)",
             _JOB,
             parameters=[JOB_PATH_PARAM],
+            errors=("400", "404"),
         )
     },
     "/api/jobs/{job_id}/cancel": {
@@ -196,6 +235,7 @@ PATHS: dict[str, Any] = {
             "Cancel a job; a running job gets a cancel request",
             _JOB,
             parameters=[JOB_PATH_PARAM],
+            errors=("400", "403", "404", "409"),
         )
     },
     "/api/jobs/{job_id}/retry": {
@@ -203,6 +243,7 @@ PATHS: dict[str, Any] = {
             "Queue a dead or canceled job again",
             _JOB,
             parameters=[JOB_PATH_PARAM],
+            errors=("400", "403", "404", "409"),
         )
     },
     "/api/jobs/{job_id}/attempts": {
@@ -217,6 +258,7 @@ PATHS: dict[str, Any] = {
                 "The attempts.",
             ),
             parameters=[JOB_PATH_PARAM],
+            errors=("400", "404"),
         )
     },
     "/api/metrics": {
@@ -227,6 +269,7 @@ PATHS: dict[str, Any] = {
                 _query("organization", NAME, "Only this organization."),
                 _query("since", TIMESTAMP, "Window start (default: 24 hours ago)."),
             ],
+            errors=("400", "403", "404"),
         )
     },
     "/api/job-types": {
@@ -245,6 +288,7 @@ PATHS: dict[str, Any] = {
             "Create or update a job type (admins)",
             _json(_ref("JobType"), "The job type, created or updated."),
             body=_ref("RegisterJobType"),
+            errors=("403",),
         ),
     },
     "/api/me": {
@@ -298,6 +342,55 @@ PATHS: dict[str, Any] = {
                     "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
                 },
             ],
+            errors=("400", "403", "404"),
+        )
+    },
+    "/api/jobs/bulk-cancel": {
+        "post": _operation(
+            "Cancel every job matching the filter, in one statement; running ones get a cancel"
+            " request",
+            _json(
+                {
+                    "type": "object",
+                    "required": ["canceled", "cancel_requested"],
+                    "properties": {
+                        "canceled": {"type": "integer", "minimum": 0},
+                        "cancel_requested": {"type": "integer", "minimum": 0},
+                    },
+                },
+                "How many jobs were canceled, and how many running ones were asked to stop.",
+            ),
+            body=_ref("BulkFilter"),
+            errors=("403", "404"),
+        )
+    },
+    "/api/jobs/bulk-retry": {
+        "post": _operation(
+            "Queue again every dead or canceled job matching the filter, in one statement",
+            _json(
+                {
+                    "type": "object",
+                    "required": ["retried"],
+                    "properties": {"retried": {"type": "integer", "minimum": 0}},
+                },
+                "How many jobs were queued again.",
+            ),
+            body=_ref("BulkFilter"),
+            errors=("403", "404", "409"),
+        )
+    },
+    "/api/workers": {
+        "get": _operation(
+            "Live workers: heartbeat, host, pid, queues, concurrency and the running jobs the"
+            " caller may see",
+            _json(
+                {
+                    "type": "object",
+                    "required": ["workers"],
+                    "properties": {"workers": {"type": "array", "items": _ref("Worker")}},
+                },
+                "The workers.",
+            ),
         )
     },
 }

@@ -91,23 +91,33 @@ def paths(operation: Any, json_body: Any, ref: Any, query: Any) -> dict[str, Any
                     "Schedules.",
                 ),
                 parameters=[query("organization", NAME, "Only this organization.")],
+                errors=("400", "403"),
             ),
             "post": operation(
                 "Create a schedule (a recurring job)",
                 json_body(ref("Schedule"), "Created."),
                 status="201",
                 body=ref("CreateSchedule"),
+                errors=("400", "403", "404", "409"),
             ),
         },
         "/api/schedules/{organization}/{name}": {
-            "get": operation("One schedule", schedule, parameters=where),
+            "get": operation(
+                "One schedule", schedule, parameters=where, errors=("400", "403", "404")
+            ),
             "patch": operation(
                 "Change a schedule; fields left out keep their value",
                 schedule,
                 parameters=where,
                 body=ref("UpdateSchedule"),
+                errors=("400", "403", "404"),
             ),
-            "delete": operation("Delete a schedule; its jobs stay", schedule, parameters=where),
+            "delete": operation(
+                "Delete a schedule; its jobs stay",
+                schedule,
+                parameters=where,
+                errors=("400", "403", "404"),
+            ),
         },
         "/api/schedules/{organization}/{name}/run": {
             "post": operation(
@@ -116,6 +126,7 @@ def paths(operation: Any, json_body: Any, ref: Any, query: Any) -> dict[str, Any
                 status="201",
                 parameters=where,
                 extra={"200": json_body(ref("Job"), "An active duplicate, returned instead.")},
+                errors=("400", "403", "404", "409", "429"),
             ),
         },
     }

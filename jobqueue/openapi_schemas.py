@@ -164,6 +164,30 @@ SCHEMAS: dict[str, Any] = {
             "enabled": nullable({"type": "boolean"}),
         },
     },
+    "BulkFilter": {
+        "type": "object",
+        "description": "Which jobs a bulk action takes; a field left out, null or empty"
+        " matches every job the caller may see.",
+        "properties": {
+            "organization": nullable({"type": "string"}),
+            "status": nullable({"type": "string", "enum": [*STATUSES, ""]}),
+            "job_type": nullable({"type": "string"}),
+        },
+    },
+    "Worker": {
+        "type": "object",
+        "required": ["worker_id", "last_heartbeat", "running"],
+        "properties": {
+            "worker_id": {"type": "integer"},
+            "last_heartbeat": TIMESTAMP,
+            "host": nullable({"type": "string"}),
+            "pid": nullable({"type": "integer"}),
+            "queues": nullable({"type": "array", "items": {"type": "string"}}),
+            "concurrency": nullable({"type": "integer"}),
+            "started_at": nullable(TIMESTAMP),
+            "running": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "Organization": {
         "type": "object",
         "required": ["id", "organization", "created_at"],

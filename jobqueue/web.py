@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypedDict
@@ -176,9 +177,31 @@ def create_app(settings: Settings) -> Starlette:
     )
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the app under uvicorn until interrupted."""
-    uvicorn.run(create_app(settings), host=host, port=port, proxy_headers=False)
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    fd: int | None = None,
+    log_level: str = "info",
+    access_log: bool = True,
+) -> None:
+    """Run the app under uvicorn until interrupted; on ``fd``, a listening socket handed
+    over by the parent (``jobqueue up`` binds its port before anything starts), if given."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        proxy_headers=False,
+        log_level=log_level,
+        access_log=access_log,
+    )
+    server = uvicorn.Server(config)
+    if fd is None:
+        server.run()
+    else:
+        # The family is read from the descriptor (an IPv4 or IPv6 TCP socket).
+        server.run(sockets=[socket.socket(fileno=fd)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,9 +209,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--dsn", help="database (default: JOBQUEUE_DSN)")
+    parser.add_argument("--fd", type=int, help="serve on this inherited listening socket")
+    parser.add_argument("--log-level", default="info", help="uvicorn's log level (info)")
+    parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     args = parser.parse_args(argv)
     overrides = {"dsn": args.dsn} if args.dsn else {}
-    serve(Settings.from_env(**overrides), host=args.host, port=args.port)
+    serve(
+        Settings.from_env(**overrides),
+        host=args.host,
+        port=args.port,
+        fd=args.fd,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+    )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
--- bulk.sql: set-based actions on every job matching a filter, and the workers view.
+-- bulk.sql: set-based actions on every job matching a filter.
 --
 -- Public:    cancel_jobs(actor, organization, status, job_type)  -- returns (canceled, cancel_requested)
 --            retry_jobs(actor, organization, status, job_type)   -- returns retried
---            list_workers(actor)                                 -- live workers and their running jobs
 --            Filters: NULL matches everything the actor may see; organization narrows to one
 --            the actor may use (JQA02 otherwise); status must be a job status name.
 -- States:    cancel_jobs: waiting|queued|retrying -> canceled in ONE UPDATE (the lifecycle trigger
@@ -167,35 +166,5 @@ BEGIN
             USING ERRCODE = 'JQC01';
     END;
     RETURN v_retried;
-END
-$$;
-
--- Admins and services see every live worker; a member sees only workers running jobs of the
--- member's organizations, and only those jobs.
-CREATE OR REPLACE FUNCTION jobqueue.list_workers(actor text DEFAULT NULL)
-RETURNS TABLE (worker_id bigint, last_heartbeat timestamptz, running jsonb)
-LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
-AS $$
-#variable_conflict use_column
-DECLARE
-    v_visible bigint[] := jobqueue._visible_organizations(list_workers.actor);
-BEGIN
-    RETURN QUERY
-        SELECT w.id, w.last_heartbeat, coalesce(r.jobs, '[]'::jsonb)
-        FROM procrastinate_workers AS w
-        LEFT JOIN LATERAL (
-            SELECT jsonb_agg(jsonb_build_object(
-                       'job_id', a.job_id, 'attempt', a.attempt, 'job_type', a.job_type,
-                       'organization', o.name, 'started_at', a.started_at,
-                       'progress', j.progress) ORDER BY a.started_at) AS jobs
-            FROM jobqueue.attempt AS a
-            JOIN jobqueue.job AS j ON j.id = a.job_id
-            JOIN jobqueue.organization AS o ON o.id = a.organization_id
-            WHERE a.worker_id = w.id AND a.outcome IS NULL
-              AND (v_visible IS NULL OR a.organization_id = ANY (v_visible))
-        ) AS r ON true
-        WHERE v_visible IS NULL OR r.jobs IS NOT NULL
-        ORDER BY w.id;
 END
 $$;

@@ -16,7 +16,7 @@ DECLARE
     v_worker_side constant text[] := ARRAY[
         'fetch_vehicles', 'finish_attempts', 'complete_attempt', 'fail_attempt',
         'report_progress', 'save_checkpoint', 'job_checkpoint', 'rescue_attempts',
-        'cleanup_batch', 'claim_due_schedules', 'fire_schedule'];
+        'cleanup_batch', 'claim_due_schedules', 'fire_schedule', 'describe_worker'];
 BEGIN
     -- Match on proname: regprocedure's text drops the schema when it is on the search_path.
     FOR v_fn, v_name IN

@@ -8,6 +8,8 @@
 --            run these at once without a leader.
 -- Raises:    JQV03 bad argument.
 -- Events:    transitions via the lifecycle trigger; cleanup deletes events past retention.
+-- Totals:    cleanup adds the jobs and attempts it deletes to jobqueue.metric_rollup in the
+--            same statement, so the totals of /metrics never go down (totals.sql).
 
 -- Closes running attempts that can no longer finish: the worker stopped heartbeating
 -- ('lost'), or the attempt ran past its job's timeout plus a grace ('timed_out'; the worker
@@ -123,9 +125,53 @@ BEGIN
     ), gone_attempts AS (
         -- no foreign key cascades here (migration 0005)
         DELETE FROM jobqueue.attempt AS a USING doomed WHERE a.job_id = doomed.id
+        RETURNING a.job_id, a.attempt, a.outcome,
+                  extract(epoch FROM a.finished_at - a.started_at) AS secs
+    ), gone_jobs AS (
+        DELETE FROM jobqueue.job AS j USING doomed WHERE j.id = doomed.id
+        RETURNING j.id, j.organization_id, j.job_type, j.queue
+    ), gone_job_totals AS (
+        SELECT g.organization_id, g.job_type, g.queue, count(*) AS submitted
+        FROM gone_jobs AS g GROUP BY 1, 2, 3
+    ), gone_attempt_rows AS (
+        SELECT g.organization_id, g.job_type, g.queue, a.outcome, a.attempt, a.secs
+        FROM gone_attempts AS a JOIN gone_jobs AS g ON g.id = a.job_id
+    ), gone_attempt_totals AS (
+        SELECT t.organization_id, t.job_type, t.queue,
+               count(*) FILTER (WHERE t.outcome = 'completed') AS completed,
+               count(*) FILTER (WHERE t.outcome IN ('failed', 'timed_out', 'lost')) AS failed,
+               count(*) FILTER (WHERE t.attempt > 1) AS retried,
+               coalesce(sum(t.secs) FILTER (WHERE t.outcome = 'completed'), 0) AS duration_sum
+        FROM gone_attempt_rows AS t GROUP BY 1, 2, 3
+    ), gone_buckets AS (
+        SELECT b.organization_id, b.job_type, b.queue,
+               jobqueue._bucket_array(jsonb_object_agg(b.bucket, b.n)) AS counts
+        FROM (SELECT t.organization_id, t.job_type, t.queue,
+                     jobqueue._duration_bucket(t.secs::double precision) AS bucket, count(*) AS n
+              FROM gone_attempt_rows AS t WHERE t.outcome = 'completed'
+              GROUP BY 1, 2, 3, 4) AS b
+        GROUP BY 1, 2, 3
+    ), rolled_up AS (
+        -- What /metrics counts stays counted once its rows are gone (totals.sql).
+        INSERT INTO jobqueue.metric_rollup AS r (
+            organization_id, job_type, queue, submitted, completed, failed, retried,
+            duration_sum, duration_buckets)
+        SELECT j.organization_id, j.job_type, j.queue, j.submitted,
+               coalesce(t.completed, 0), coalesce(t.failed, 0), coalesce(t.retried, 0),
+               coalesce(t.duration_sum, 0), jobqueue._add_buckets(b.counts, NULL)
+        FROM gone_job_totals AS j
+        LEFT JOIN gone_attempt_totals AS t USING (organization_id, job_type, queue)
+        LEFT JOIN gone_buckets AS b USING (organization_id, job_type, queue)
+        ORDER BY 1, 2, 3  -- concurrent cleanups lock rollup rows in one order
+        ON CONFLICT ON CONSTRAINT metric_rollup_pkey DO UPDATE SET
+            submitted = r.submitted + excluded.submitted,
+            completed = r.completed + excluded.completed,
+            failed = r.failed + excluded.failed,
+            retried = r.retried + excluded.retried,
+            duration_sum = r.duration_sum + excluded.duration_sum,
+            duration_buckets = jobqueue._add_buckets(r.duration_buckets, excluded.duration_buckets)
     )
-    DELETE FROM jobqueue.job AS j USING doomed WHERE j.id = doomed.id;
-    GET DIAGNOSTICS v_jobs = ROW_COUNT;
+    SELECT count(*) INTO v_jobs FROM gone_jobs;
 
     -- The oldest events by id (ids follow time): bounded to one batch whatever the table
     -- holds, and no index on created_at to write with every event.

@@ -5,11 +5,13 @@
 --            set_job_type_enabled(name, enabled, actor)
 --            list_job_types(actor)
 --            submit_jobs(jobs jsonb[], actor)   -- many jobs, set-based
---            submit_job(job_type, params, organization, ..., actor)  -- one job, same rules
+--            submit_job(job_type, params, organization, ..., actor)  -- one job, same rules;
+--            its errors are the batch's without the element's "jobs[0]: " prefix
 -- Internal:  _parse_submissions(jobs, actor)  -- the element-by-element reading of a batch;
 --            submit_jobs reads a batch in one query and calls it only to name an error
 --            _job_hash(type, organization_id, params), _rate_window_start(period),
 --            _raise_rate_limited(...)  -- one definition each for every submit path
+--            _enabled_types_hint()     -- what an unknown type's error says is allowed
 -- States:    inserts 'queued' (runnable, or scheduled for run_at) or 'waiting' (dependencies).
 -- Dedup:     job_hash = sha256(type, organization, canonical params); the partial unique index
 --            job_active_hash_key makes a second active copy impossible (ON CONFLICT DO NOTHING),
@@ -88,6 +90,20 @@ BEGIN
             USING ERRCODE = 'JQV01';
     END IF;
 END
+$$;
+
+-- What an unknown job type's error says is allowed: the enabled types (a catalogue every
+-- user may see), the first 20 by name.
+CREATE OR REPLACE FUNCTION jobqueue._enabled_types_hint() RETURNS text
+LANGUAGE sql STABLE
+SET search_path = jobqueue, pg_catalog
+AS $$
+    SELECT CASE WHEN count(*) = 0 THEN 'no job type is enabled; register one first'
+                ELSE 'enabled job types: '
+                     || string_agg(t.name, ', ' ORDER BY t.name) FILTER (WHERE t.n <= 20)
+                     || CASE WHEN count(*) > 20 THEN ', …' ELSE '' END END
+    FROM (SELECT t.name, row_number() OVER (ORDER BY t.name) AS n FROM jobqueue.job_type AS t
+          WHERE t.enabled ORDER BY t.name LIMIT 21) AS t
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue.list_job_types(actor text DEFAULT NULL)
@@ -191,8 +207,9 @@ BEGIN
             SELECT * INTO v_type FROM jobqueue.job_type AS t
             WHERE t.name = v_elem ->> 'job_type' AND t.enabled;
             IF NOT FOUND THEN
-                RAISE EXCEPTION 'jobs[%]: no enabled job type named %', v_ord - 1,
-                    coalesce('"' || left(v_elem ->> 'job_type', 100) || '"', '(missing)')
+                RAISE EXCEPTION 'jobs[%]: no enabled job type named %; %', v_ord - 1,
+                    coalesce('"' || left(v_elem ->> 'job_type', 100) || '"', '(missing)'),
+                    jobqueue._enabled_types_hint()
                     USING ERRCODE = 'JQV01';
             END IF;
         END IF;
@@ -558,6 +575,9 @@ DECLARE
     v_window_start timestamptz;
     v_count integer;
     v_out jobqueue.job_info;
+    v_state text;
+    v_message text;
+    v_detail text;
 BEGIN
     -- One job without dependencies takes a path of its own: a handful of statements with
     -- cached plans instead of the batch machinery. Dependencies, and any input this path does
@@ -577,14 +597,26 @@ BEGIN
         AND (submit_job.actor IS NULL OR jobqueue._can_access_id(submit_job.actor, v_org_id)),
         false)
     THEN
-        SELECT * INTO v_out FROM jobqueue.submit_jobs(
-            jsonb_build_array(
-                jsonb_strip_nulls(jsonb_build_object(
-                    'job_type', submit_job.job_type, 'organization', submit_job.organization,
-                    'priority', submit_job.priority, 'run_at', submit_job.run_at,
-                    'depends_on', to_jsonb(submit_job.depends_on), 'dedup', submit_job.dedup))
-                || jsonb_build_object('params', coalesce(submit_job.params, '{}'))),
-            submit_job.actor);
+        BEGIN
+            SELECT * INTO v_out FROM jobqueue.submit_jobs(
+                jsonb_build_array(
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'job_type', submit_job.job_type, 'organization', submit_job.organization,
+                        'priority', submit_job.priority, 'run_at', submit_job.run_at,
+                        'depends_on', to_jsonb(submit_job.depends_on), 'dedup', submit_job.dedup))
+                    || jsonb_build_object('params', coalesce(submit_job.params, '{}'))),
+                submit_job.actor);
+        EXCEPTION WHEN OTHERS THEN
+            -- The batch names the element ("jobs[0]: ..."); a single submit has no list.
+            -- Same SQLSTATE and DETAIL; only this slow path pays for the subtransaction.
+            GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                                    v_detail = PG_EXCEPTION_DETAIL;
+            v_message := regexp_replace(v_message, '^jobs\[0\]:? ', '');
+            IF v_detail = '' THEN
+                RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message;
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = v_state, MESSAGE = v_message, DETAIL = v_detail;
+        END;
         RETURN v_out;
     END IF;
 

@@ -46,6 +46,10 @@ function svg(tag, attrs) {
   return node;
 }
 
+function noData(container, message) {
+  container.replaceChildren(el("p", { class: "no-data" }, message));
+}
+
 function barChart(container, points, series) {
   // points: [{label, a: n, b: n}], series: [{key, color}] stacked bars.
   const width = 600, height = 160, pad = 24;
@@ -81,24 +85,82 @@ function barChart(container, points, series) {
   container.replaceChildren(root);
 }
 
-function lineChart(container, points) {
-  const width = 600, height = 160, pad = 24;
+// points: one per time slot, {label, value (0..1) or null when nothing ran}. Slots without
+// attempts leave a gap instead of reading as 0%.
+function rateChart(container, points) {
+  const width = 600, height = 160, pad = 28;
   const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img" });
   const step = (width - pad * 2) / Math.max(1, points.length - 1);
-  const coords = points.map((p, i) =>
-    `${pad + i * step},${height - pad - p.value * (height - pad * 2)}`);
-  if (coords.length) {
-    root.append(svg("polyline", { points: coords.join(" "), fill: "none",
-      stroke: "#dc2626", "stroke-width": 2 }));
+  const x = (i) => pad + i * step;
+  const y = (v) => height - pad - v * (height - pad * 2);
+  for (const [v, label] of [[0, "0%"], [0.5, "50%"], [1, "100%"]]) {
+    root.append(svg("line", { x1: pad, y1: y(v), x2: width - pad, y2: y(v), stroke: "#e5e7eb" }));
+    const t = svg("text", { x: 2, y: y(v) + 4, "font-size": 11, fill: "#6b7280" });
+    t.textContent = label;
+    root.append(t);
   }
-  const top = svg("text", { x: 2, y: 12, "font-size": 11, fill: "#6b7280" });
-  top.textContent = "100%";
-  root.append(top, svg("line", { x1: pad, y1: height - pad, x2: width - pad,
-    y2: height - pad, stroke: "#e5e7eb" }));
+  let run = [];
+  const flush = () => {
+    if (run.length > 1) root.append(svg("polyline", { points: run.join(" "), fill: "none",
+      stroke: "#dc2626", "stroke-width": 2 }));
+    run = [];
+  };
+  points.forEach((p, i) => {
+    if (p.value == null) { flush(); return; }
+    run.push(`${x(i)},${y(p.value)}`);
+    const dot = svg("circle", { cx: x(i), cy: y(p.value), r: 2.5, fill: "#dc2626" });
+    const tip = svg("title", {});
+    tip.textContent = `${p.label}: ${(p.value * 100).toFixed(0)}% of ${p.total} attempts failed`;
+    dot.append(tip);
+    root.append(dot);
+  });
+  flush();
+  for (const [i, anchor] of [[0, "start"], [points.length - 1, "end"]]) {
+    const t = svg("text", { x: x(i), y: height - 8, "font-size": 11, fill: "#6b7280",
+      "text-anchor": anchor });
+    t.textContent = points[i].label;
+    root.append(t);
+  }
   container.replaceChildren(root);
 }
 
-function time(iso) { return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }); }
+// rows: [{label, value}], one labelled horizontal bar each (reads as well with one row).
+function hbarChart(container, rows, unit) {
+  const max = Math.max(1, ...rows.map((r) => r.value));
+  container.replaceChildren(el("div", { class: "hbars" }, ...rows.map((r) =>
+    el("div", { class: "hbar" },
+      el("span", { class: "hbar-label" }, r.label),
+      el("span", { class: "hbar-track" }, el("span", { class: "hbar-fill",
+        style: `width: ${Math.max(1, (r.value / max) * 100)}%` })),
+      el("span", { class: "hbar-value" }, `${r.value} ${unit}`)))));
+}
+
+// One time format everywhere: local time, with the zone and the exact instant on hover.
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+const pad = (n) => String(n).padStart(2, "0");
+
+function localTime(iso) {
+  const d = new Date(iso);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} `
+    + `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+function timeEl(iso) {
+  const node = el("time", { datetime: iso });
+  return localizeTime(node);
+}
+
+function localizeTime(node) {
+  const iso = node.getAttribute("datetime");
+  node.textContent = localTime(iso);
+  node.title = `${ZONE} · ${new Date(iso).toISOString()}`;
+  return node;
+}
+
+function localizeTimes(root) { root.querySelectorAll("time[datetime]").forEach(localizeTime); }
+
+// Axis labels: the same 24-hour local time as everywhere else, to the minute.
+function time(iso) { return localTime(iso).slice(11, 16); }
 
 // --- pages ----------------------------------------------------------------------------------
 
@@ -119,17 +181,32 @@ async function loadOverview() {
     throughput.push({ label: time(new Date(minute * 60000).toISOString()),
       completed: t.completed, failed: t.failed });
   }
-  barChart(document.getElementById("throughput-chart"), throughput,
-    [{ key: "completed", color: "#16a34a" }, { key: "failed", color: "#dc2626" }]);
-  lineChart(document.getElementById("failure-chart"), throughput.map((t) => ({
-    value: t.completed + t.failed ? t.failed / (t.completed + t.failed) : 0 })));
-  barChart(document.getElementById("depth-chart"), (m.queue_depth_by_priority || []).map((q) =>
-    ({ label: `p${q.priority}`, depth: q.depth })), [{ key: "depth", color: "#2563eb" }]);
+  const finished = throughput.some((t) => t.completed + t.failed > 0);
+  if (finished) {
+    barChart(document.getElementById("throughput-chart"), throughput,
+      [{ key: "completed", color: "#16a34a" }, { key: "failed", color: "#dc2626" }]);
+    rateChart(document.getElementById("failure-chart"), throughput.map((t) => ({
+      label: t.label, total: t.completed + t.failed,
+      value: t.completed + t.failed ? t.failed / (t.completed + t.failed) : null })));
+  } else {
+    noData(document.getElementById("throughput-chart"), "No job finished in the last hour.");
+    noData(document.getElementById("failure-chart"), "No attempt finished in the last hour.");
+  }
+  const depth = (m.queue_depth_by_priority || []).filter((q) => q.depth > 0);
+  if (depth.length) {
+    hbarChart(document.getElementById("depth-chart"), depth.map((q) =>
+      ({ label: `priority ${q.priority}`, value: q.depth })), "waiting");
+  } else {
+    noData(document.getElementById("depth-chart"), "No job is waiting to run.");
+  }
   const body = document.querySelector("#types-table tbody");
   body.replaceChildren(...(m.failure_rate_by_type || []).map((t) => el("tr", {},
     el("td", {}, el("a", { href: `/types/${encodeURIComponent(t.job_type)}` }, t.job_type)),
     el("td", {}, String(t.attempts)), el("td", {}, String(t.failed)),
     el("td", {}, `${(t.rate * 100).toFixed(1)}%`))));
+  if (!body.children.length) {
+    body.append(el("tr", {}, el("td", { colspan: "4", class: "hint" }, "No attempt finished in the last hour.")));
+  }
 }
 
 function throttled(fn, ms) {
@@ -167,7 +244,7 @@ function jobRow(job) {
     el("td", { class: "status" }, el("span", { class: `badge ${job.status}` }, job.status)),
     el("td", {}, String(job.priority)), el("td", { class: "attempt" }, String(job.attempt)),
     el("td", { class: "progress" }, job.progress == null ? "" : `${job.progress}%`),
-    el("td", {}, new Date(job.created_at).toLocaleString()));
+    el("td", {}, timeEl(job.created_at)));
 }
 
 function initJobs() {
@@ -197,17 +274,50 @@ function initJobs() {
   const refresh = throttled(flush, 1000);
   onEvents((event) => { if (event.job) { changed.add(String(event.job)); refresh(); } });
   const result = document.getElementById("bulk-result");
+  const everyOrg = document.getElementById("bulk-every-org");
+  const say = (text, kind) => {
+    result.textContent = text;
+    result.className = `notice ${kind}`;
+    result.hidden = false;
+  };
   const bulk = async (action) => {
-    const description = Object.keys(filter).length ? JSON.stringify(filter) : "every job you can see";
-    if (!confirm(`${action} all jobs matching ${description}?`)) return;
+    // Acting on every organization takes a deliberate choice, not an empty filter.
+    if (everyOrg && !everyOrg.checked) {
+      say("Choose an organization in the filter first, or tick “act on all organizations”.", "warn");
+      return;
+    }
+    const what = describeFilter(filter, action);
+    const question = action === "cancel"
+      ? `Cancel ${what}?\n\nWaiting, queued and retrying jobs are canceled at once; running ones are asked to stop.`
+      : `Retry ${what}?\n\nDead and canceled jobs are queued again with a fresh retry budget.`;
+    if (!confirm(question)) return;
     try {
       const answer = await api("POST", `/api/jobs/bulk-${action}`, filter);
-      result.textContent = JSON.stringify(answer);
-    } catch (e) { result.textContent = e.message; }
-    result.hidden = false;
+      say(reportBulk(action, answer), "ok");
+    } catch (e) { say(`Nothing was changed: ${e.message}`, "bad"); }
   };
   document.getElementById("bulk-cancel").onclick = () => bulk("cancel");
   document.getElementById("bulk-retry").onclick = () => bulk("retry");
+}
+
+function describeFilter(filter, action) {
+  const status = filter.status ? `${filter.status} ` : "";
+  const type = filter.job_type ? ` of type ${filter.job_type}` : "";
+  const where = filter.organization ? ` in ${filter.organization}` : " in every organization you can see";
+  return `every ${status}job${type}${where}`;
+}
+
+function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+
+function reportBulk(action, answer) {
+  if (action === "cancel") {
+    const parts = [];
+    if (answer.canceled) parts.push(`Canceled ${plural(answer.canceled, "job")}`);
+    if (answer.cancel_requested) parts.push(`asked ${plural(answer.cancel_requested, "running job")} to stop`);
+    return parts.length ? `${parts.join("; ")}.` : "Nothing to cancel: no waiting, queued, retrying or running job matches.";
+  }
+  return answer.retried ? `Queued ${plural(answer.retried, "job")} again.`
+    : "Nothing to retry: no dead or canceled job matches.";
 }
 
 function renderJob(job) {
@@ -216,6 +326,8 @@ function renderJob(job) {
   badge.className = `badge ${job.status}`;
   const percent = job.status === "completed" ? 100 : (job.progress || 0);
   const bar = document.getElementById("progress");
+  // A bar only for a job that reports progress (or has finished): 0% would say nothing.
+  bar.hidden = job.progress == null && job.status !== "completed";
   bar.setAttribute("aria-valuenow", String(percent));
   bar.querySelector(".fill").style.width = `${percent}%`;
   document.getElementById("progress-label").textContent =
@@ -223,19 +335,22 @@ function renderJob(job) {
   document.getElementById("job-attempt").textContent = `${job.attempt} (max retries ${job.max_retries})`;
   document.getElementById("job-result").textContent = JSON.stringify(job.result, null, 2);
   document.getElementById("job-error").textContent = job.last_error || "";
+  document.getElementById("error-section").hidden = !job.last_error;
   document.getElementById("cancel-job").disabled = ["completed", "dead", "canceled"].includes(job.status);
   document.getElementById("retry-job").disabled = !["dead", "canceled"].includes(job.status);
 }
 
 function renderAttempts(attempts) {
-  document.getElementById("attempts").replaceChildren(...attempts.map((a) => {
+  const list = document.getElementById("attempts");
+  list.replaceChildren(...attempts.map((a) => {
     const item = el("li", { class: a.outcome || "running" }, el("strong", {}, `#${a.attempt}`),
-      ` ${a.outcome || "running"} · started ${a.started_at}`
-      + (a.duration_ms != null ? ` · ${Math.round(a.duration_ms)} ms` : "")
+      ` ${a.outcome || "running"} · started `, timeEl(a.started_at),
+      (a.duration_ms != null ? ` · ${Math.round(a.duration_ms)} ms` : "")
       + (a.worker_id ? ` · worker ${a.worker_id}` : ""));
     if (a.error) item.append(el("pre", {}, a.error));
     return item;
   }));
+  if (!attempts.length) list.append(el("li", { class: "none hint" }, "No attempt yet."));
 }
 
 function initJob(root) {
@@ -274,12 +389,36 @@ async function initJobType(root) {
 async function loadWorkers() {
   const { workers } = await api("GET", "/api/workers");
   const body = document.querySelector("#workers-table tbody");
-  body.replaceChildren(...workers.map((w) => el("tr", {},
-    el("td", {}, String(w.worker_id)),
-    el("td", {}, `${Math.max(0, Math.round((Date.now() - new Date(w.last_heartbeat)) / 1000))} s ago`),
-    el("td", {}, ...w.running.map((j) => el("a", { href: `/jobs/${j.job_id}`, class: "badge running" },
-      `${j.job_id} ${j.job_type}${j.progress != null ? " " + j.progress + "%" : ""}`))))));
-  if (!workers.length) body.append(el("tr", {}, el("td", { colspan: "3" }, "No live workers.")));
+  body.replaceChildren(...workers.map((w) => {
+    const ago = Math.max(0, Math.round((Date.now() - new Date(w.last_heartbeat)) / 1000));
+    const heartbeat = el("time", { datetime: w.last_heartbeat }, `${ago} s ago`);
+    heartbeat.title = `${localTime(w.last_heartbeat)} (${ZONE})`;
+    const running = w.running.length
+      ? w.running.map((j) => el("a", { href: `/jobs/${j.job_id}`, class: "badge running" },
+        `${j.job_id} ${j.job_type}${j.progress != null ? " " + j.progress + "%" : ""}`))
+      : [el("span", { class: "hint" }, "idle")];
+    return el("tr", { "data-worker-id": String(w.worker_id) },
+      el("td", {}, String(w.worker_id)),
+      el("td", { class: "host" }, w.host || "—"),
+      el("td", { class: "pid" }, w.pid == null ? "—" : String(w.pid)),
+      el("td", { class: "queues" }, w.queues ? w.queues.join(", ") : (w.host ? "every queue" : "—")),
+      el("td", { class: "concurrency" }, w.concurrency == null ? "—"
+        : `${w.running.length} of ${w.concurrency} busy`),
+      el("td", {}, w.started_at ? timeEl(w.started_at) : "—"),
+      el("td", {}, heartbeat),
+      el("td", { class: "running" }, ...running));
+  }));
+  if (!workers.length) body.append(el("tr", {}, el("td", { colspan: "8" }, "No live workers.")));
+}
+
+async function initJobTypes() {
+  const m = await api("GET", "/api/metrics");
+  const byType = new Map((m.failure_rate_by_type || []).map((t) => [t.job_type, t]));
+  document.querySelectorAll("#job-types-table tr[data-job-type]").forEach((row) => {
+    const t = byType.get(row.dataset.jobType);
+    row.querySelector(".attempts").textContent = t ? String(t.attempts) : "0";
+    row.querySelector(".rate").textContent = t ? `${(t.rate * 100).toFixed(1)}%` : "—";
+  });
 }
 
 // --- schedules: run now, enable, disable; the page reloads when a schedule's event arrives --
@@ -334,6 +473,7 @@ function initLogin() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  localizeTimes(document);
   const signOut = document.getElementById("sign-out");
   if (signOut) signOut.onclick = async () => { await api("DELETE", "/api/session"); location.href = "/login"; };
   if (document.getElementById("login-form")) return initLogin();
@@ -345,6 +485,7 @@ document.addEventListener("DOMContentLoaded", () => {
     case "job": return initJob(page);
     case "job-type": return initJobType(page).catch(() => {});
     case "schedules": return initSchedules();
+    case "job-types": return initJobTypes().catch(() => {});
     case "workers":
       loadWorkers().catch(() => {});
       return setInterval(() => loadWorkers().catch(() => {}), 2000);

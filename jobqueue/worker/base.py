@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -120,6 +122,21 @@ class JobqueueWorker(worker.Worker):
         finally:
             # Outcomes of the last attempts, "lost" ones of a shutdown included.
             await self._outcomes.drain()
+
+    async def _run_loop(self) -> None:
+        await self._describe()
+        await super()._run_loop()  # type: ignore[no-untyped-call]
+
+    async def _describe(self) -> None:
+        """Tell the dashboard what this worker is (host, pid, queues, concurrency), once."""
+        assert self.worker_id is not None
+        call = calls.describe_worker(
+            self.worker_id, socket.gethostname(), os.getpid(), self.queues, self.concurrency
+        )
+        try:
+            await self.app.connector.execute_query_async(call.sql, **call.params)
+        except Exception:  # the page shows less; the worker runs all the same
+            logger.warning("could not describe worker %s", self.worker_id, exc_info=True)
 
     async def _fetch_and_process_jobs(self) -> None:
         """Claim vehicles, as many per round trip as there are free slots, and start them,

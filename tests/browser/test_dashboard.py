@@ -114,9 +114,13 @@ def test_overview_screenshot_with_live_traffic(site: Site, page: Any) -> None:
     for n in range(12):
         site.client.submit_job("demo.echo", {"n": n}, organization="demo")
     site.client.submit_job("demo.fail", {"retry": False}, organization="demo")
-    for n in range(3):
-        site.client.submit_job("demo.sleep", {"seconds": 30 + n}, organization="demo")
+    # More long jobs than the worker's 4 slots: some run, the rest wait, at two priorities.
+    for n in range(7):
+        site.client.submit_job(
+            "demo.sleep", {"seconds": 30 + n}, organization="demo", priority=5 if n % 2 else 0
+        )
     sign_in(page, site.url, token)
+    page.wait_for_selector("#depth-chart .hbar")
     page.wait_for_function(
         "() => +document.querySelector('#counts [data-status=completed] b')?.textContent >= 12",
     )

@@ -20,8 +20,8 @@ def _setup(dsn: str) -> None:
 
 def test_help_everywhere() -> None:
     verbs = [
-        ["up"], ["migrate"], ["worker"], ["web"], ["submit"], ["show"], ["jobs"], ["cancel"],
-        ["retry"], ["attempts"], ["metrics"], ["types", "list"], ["types", "register"],
+        ["up"], ["migrate"], ["dsn"], ["worker"], ["web"], ["submit"], ["show"], ["jobs"],
+        ["cancel"], ["retry"], ["attempts"], ["metrics"], ["types", "list"], ["types", "register"],
         ["org", "create"], ["user", "add"], ["token", "create"], ["token", "revoke"], ["cleanup"],
     ]  # fmt: skip
     assert "Exit codes" in jobqueue("--help").stdout
@@ -33,6 +33,64 @@ def test_usage_errors_exit_2() -> None:
     assert jobqueue("no-such-verb", check=2).returncode == 2
     assert "no database" in jobqueue("jobs", check=2).stderr
     assert jobqueue("submit", "x", "not json", "--org", "a", dsn="x", check=2)
+
+
+def _one_line_usage_error(done: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    for needle in needles:
+        assert needle in done.stderr, done.stderr
+
+
+def test_bad_input_is_a_one_line_usage_error_naming_the_option() -> None:
+    """Issue 14: no traceback for bad input; the option the user typed is named."""
+    dsn = "postgresql://nobody@127.0.0.1:1/none"
+    _one_line_usage_error(
+        jobqueue("submit", "demo.echo", "--org", "a", "--run-at", "tomorrow", dsn=dsn, check=None),
+        "--run-at", "ISO 8601", "tomorrow",
+    )  # fmt: skip
+    _one_line_usage_error(
+        jobqueue("jobs", "--limit", "1000", dsn=dsn, check=None), "--limit", "between 1 and 500"
+    )
+    _one_line_usage_error(jobqueue("jobs", "--limit", "ten", dsn=dsn, check=None), "--limit")
+    _one_line_usage_error(jobqueue("show", "0", dsn=dsn, check=None), "ID")
+    _one_line_usage_error(jobqueue("metrics", "--hours", "-1", dsn=dsn, check=None), "--hours")
+    _one_line_usage_error(
+        jobqueue("cleanup", "--batch", "0", dsn=dsn, check=None), "--batch", "1 and 100000"
+    )
+    _one_line_usage_error(jobqueue("no-such-verb", check=None), "invalid choice")
+    for bad in ("nonsense://", "host=a port", "postgresql://a@b/c?sslmode"):
+        done = jobqueue("--dsn", bad, "jobs", check=None)
+        _one_line_usage_error(done, "--dsn is not a PostgreSQL URL")
+    done = jobqueue("jobs", dsn="host=a port", check=None)
+    _one_line_usage_error(done, "JOBQUEUE_DSN")
+
+
+def test_dsn_is_taken_before_or_after_the_verb(dsn: str) -> None:
+    _setup(dsn)
+    before = jobqueue("--dsn", dsn, "--json", "types", "list")
+    after = jobqueue("types", "list", "--dsn", dsn, "--json")
+    assert json.loads(before.stdout) == json.loads(after.stdout) != []
+    assert jobqueue("--dsn", dsn, "dsn").stdout.strip() == dsn
+
+
+def test_show_prints_json_values_and_errors_speak_the_cli(dsn: str) -> None:
+    _setup(dsn)
+    job = jobqueue_json("submit", "demo.echo", '{"n": 1}', "--org", "acme", dsn=dsn)
+    shown = jobqueue("show", str(job["id"]), dsn=dsn).stdout
+    assert "cancel_requested: false" in shown and "result: null" in shown
+    assert 'params: {"n": 1}' in shown
+    assert "None" not in shown and "False" not in shown
+    # An unknown type says which ones exist; a single submit's error has no "jobs[0]:".
+    done = jobqueue("submit", "demo.nope", "--org", "acme", dsn=dsn, check=1)
+    assert 'no enabled job type named "demo.nope"; enabled job types: demo.echo' in done.stderr
+    done = jobqueue("submit", "demo.echo", "[1]", "--org", "acme", dsn=dsn, check=1)
+    assert "params must be a JSON object" in done.stderr and "jobs[0]" not in done.stderr
+    far = "2100-01-01T00:00:00+00:00"
+    done = jobqueue("submit", "demo.echo", "--org", "acme", "--run-at", far, dsn=dsn, check=1)
+    assert "--run-at must be within a year of now" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1
 
 
 def test_database_unavailable_exits_3() -> None:
@@ -191,3 +249,18 @@ def test_web_serves_the_api_and_stops_on_sigterm(dsn: str) -> None:
         web.send_signal(signal.SIGTERM)
         # uvicorn re-raises the signal once it has shut down cleanly.
         assert web.wait(60) in (0, -signal.SIGTERM)
+
+
+def test_ctrl_c_during_show_follow_is_quiet(dsn: str) -> None:
+    _setup(dsn)
+    job = jobqueue_json("submit", "demo.echo", "--org", "acme", dsn=dsn)  # no worker: stays
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "jobqueue.cli", "show", "--follow", str(job["id"]), "--json"],
+        env=cli_env(dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert follow.stdout is not None
+    assert json.loads(follow.stdout.readline())["status"] == "queued"
+    follow.send_signal(signal.SIGINT)
+    _, stderr = follow.communicate(timeout=60)
+    assert follow.returncode == 130
+    assert "Traceback" not in stderr and stderr.strip() == "interrupted"

@@ -127,3 +127,38 @@ def test_list_workers_is_scoped_for_members(orgs: Client, dsn: str) -> None:
     alice_view = orgs.run(list_workers_call(actor="alice"))
     assert [w["worker_id"] for w in alice_view] == [worker_id]
     assert [j["organization"] for j in alice_view[0]["running"]] == ["a"]
+
+
+def test_a_worker_describes_itself_for_the_workers_page(orgs: Client, dsn: str) -> None:
+    """Issue 14: the workers page shows host, pid, queues and concurrency."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.integration.cli_helpers import cli_env
+    from tests.waiting import wait_for
+
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "jobqueue.worker", "--queues", "default,mail",
+         "--concurrency", "3", "--shutdown-grace", "1"],
+        env=cli_env(dsn),
+    )  # fmt: skip
+    try:
+        described = wait_for(
+            lambda: [w for w in orgs.run(list_workers_call(actor=None)) if w["pid"]],
+            what="the worker describing itself",
+        )
+        assert len(described) == 1
+        row = described[0]
+        assert row["pid"] == worker.pid and row["host"] == socket.gethostname()
+        assert row["concurrency"] == 3
+        assert row["queues"] == ["default", "mail", "jobqueue.maintenance"]
+        assert row["started_at"] is not None
+    finally:
+        worker.terminate()
+        assert worker.wait(60) == 0
+    # The description goes with its worker.
+    assert orgs.run(list_workers_call(actor=None)) == []
+    with pytest.raises(errors.InvalidArgument), db.translated():
+        with db.connect(dsn) as conn:
+            conn.execute("SELECT jobqueue.describe_worker(1, '', 1, NULL, 1)")

@@ -50,3 +50,31 @@ def test_api_matches_its_document(case: schemathesis.Case[Any], token: str) -> N
         # tests/reliability/test_openapi_fuzz.py grounds such values and runs this check too.
         excluded_checks=[positive_data_acceptance],
     )
+
+
+def test_every_api_route_and_its_errors_are_documented(dsn: str) -> None:
+    """Issue 14: the bulk actions and the workers route were missing, and no operation
+    listed its error statuses."""
+    from starlette.routing import Route
+
+    from jobqueue.openapi import DOCUMENT
+    from jobqueue.web import create_app
+
+    app = create_app(settings_for(dsn))
+    served = {
+        (method.lower(), route.path)
+        for route in app.routes
+        if isinstance(route, Route) and (route.path.startswith("/api/") or route.path in (
+            "/metrics", "/healthz"))
+        for method in (route.methods or ()) - {"HEAD"}
+    }  # fmt: skip
+    documented = {(method, path) for path, item in DOCUMENT["paths"].items() for method in item}
+    assert served == documented
+    for path, item in DOCUMENT["paths"].items():
+        for method, operation in item.items():
+            statuses = set(operation["responses"])
+            if operation.get("security") != []:
+                assert "401" in statuses, (method, path)
+            if "requestBody" in operation or operation.get("parameters"):
+                assert "400" in statuses, (method, path)
+            assert "503" in statuses or path == "/api/session", (method, path)

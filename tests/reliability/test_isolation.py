@@ -155,6 +155,10 @@ CALLS: dict[str, Aim] = {
         "SELECT * FROM jobqueue.active_job_counts(actor => %(actor)s)", own_jobs_only=True
     ),
     "job_counts": Aim("SELECT * FROM jobqueue.job_counts(actor => %(actor)s)", own_jobs_only=True),
+    "queue_depths": Aim(
+        "SELECT * FROM jobqueue.queue_depths(actor => %(actor)s)", own_jobs_only=True
+    ),
+    "metric_totals": Aim("SELECT * FROM jobqueue.metric_totals(actor => %(actor)s)"),
     "list_workers": Aim(
         "SELECT * FROM jobqueue.list_workers(actor => %(actor)s)", job_fields=("running",)
     ),
@@ -209,6 +213,7 @@ WORKER_ONLY = {
     "cleanup_batch",
     "claim_due_schedules",
     "fire_schedule",
+    "describe_worker",
 }
 NO_ORGANIZATION_DATA = {"authenticate", "can_access", "latest_event_id"}
 

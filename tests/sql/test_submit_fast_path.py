@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -171,9 +172,16 @@ def test_submit_job_errors_are_the_batch_errors(setup: Client, dsn: str, case: s
         with pytest.raises(psycopg.Error) as batch:
             conn.execute(AS_BATCH, args)
     assert single.value.sqlstate is not None and single.value.sqlstate.startswith("JQ")
-    assert (single.value.sqlstate, single.value.diag.message_primary) == (
+    # The batch's error, word for word, less the element's index: a single submit has none.
+    batch_message = batch.value.diag.message_primary or ""
+    assert (
+        single.value.sqlstate,
+        single.value.diag.message_primary,
+        single.value.diag.message_detail,
+    ) == (
         batch.value.sqlstate,
-        batch.value.diag.message_primary,
+        re.sub(r"^jobs\[0\]:? ", "", batch_message),
+        batch.value.diag.message_detail,
     )
     assert counts(dsn) == before
 
