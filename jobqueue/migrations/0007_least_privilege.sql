@@ -1,4 +1,4 @@
--- 0007: least privilege. A role for user, token, membership and job-type management apart
+-- least_privilege: a role for user, token, membership and job-type management apart
 -- from the client's; tokens that expire, and browser sessions that are tokens of their own;
 -- procrastinate's trigger functions resolve names in its schema only.
 
