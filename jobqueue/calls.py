@@ -228,6 +228,34 @@ def events_since(
     )
 
 
+def event_feed(
+    after_id: int,
+    watching: Sequence[int] = (),
+    watching_from: Sequence[int] = (),
+    *,
+    max_rows: int = 1000,
+) -> Call[dict[str, Any]]:
+    """Every organization's events after ``after_id``, plus the late ones of the watched
+    transactions that have finished; the web process's event hub reads this (see events.sql)."""
+    return Call(
+        "SELECT * FROM jobqueue.event_feed(after_id => %(after_id)s::bigint,"
+        " watching => %(watching)s::bigint[], watching_from => %(watching_from)s::bigint[],"
+        " max_rows => %(max_rows)s::integer)",
+        {
+            "after_id": after_id,
+            "watching": list(watching),
+            "watching_from": list(watching_from),
+            "max_rows": max_rows,
+        },
+        lambda rows: rows[0],
+    )
+
+
+def migration_status() -> Call[list[int]]:
+    """The numbers of the migrations applied (0: procrastinate's schema)."""
+    return Call("SELECT jobqueue.migration_status() AS applied", {}, lambda r: r[0]["applied"])
+
+
 def create_organization(name: str, *, actor: str | None = None) -> Call[models.Organization]:
     """A new organization."""
     return Call(
@@ -283,14 +311,53 @@ def remove_member(
 
 
 def create_token(
-    user_id: str, name: str = "default", *, actor: str | None = None
+    user_id: str,
+    name: str = "default",
+    *,
+    expires_in: timedelta | None = None,
+    actor: str | None = None,
 ) -> Call[models.NewToken]:
-    """A new API token; its secret is returned this once."""
+    """A new API token; its secret is returned this once. ``expires_in`` None: never expires."""
     return Call(
         "SELECT * FROM jobqueue.create_token(user_id => %(user_id)s, name => %(name)s,"
-        " actor => %(actor)s)",
+        " expires_in => %(expires_in)s::interval, actor => %(actor)s)",
         locals(),
         _one(models.NewToken),
+    )
+
+
+def list_tokens(
+    user_id: str | None = None, *, actor: str | None = None
+) -> Call[list[models.Token]]:
+    """A user's tokens and sessions (the actor's own by default; a service's: everyone's)."""
+    return Call(
+        "SELECT * FROM jobqueue.list_tokens(user_id => %(user_id)s, actor => %(actor)s)",
+        locals(),
+        _many(models.Token),
+    )
+
+
+def create_session(token: str, lifetime: timedelta | None = None) -> Call[models.Session]:
+    """Sign in: a browser session for a valid API token (Unauthenticated otherwise)."""
+    return Call(
+        "SELECT * FROM jobqueue.create_session(token => %(token)s,"
+        " lifetime => coalesce(%(lifetime)s::interval, interval '12 hours'))",
+        locals(),
+        _one(models.Session),
+    )
+
+
+def end_session(secret: str) -> Call[bool]:
+    """Sign out: the session stops authenticating; True when one ended."""
+    return Call("SELECT jobqueue.end_session(secret => %(secret)s)", locals(), _scalar)
+
+
+def check_credentials(tokens: Sequence[str]) -> Call[list[models.Credential]]:
+    """Which of these secrets still authenticate, as whom, seeing which organizations."""
+    return Call(
+        "SELECT * FROM jobqueue.check_credentials(tokens => %(tokens)s::text[])",
+        {"tokens": list(tokens)},
+        _many(models.Credential),
     )
 
 

@@ -366,9 +366,34 @@ def cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
+    expires_in = None if args.expires_days is None else timedelta(days=args.expires_days)
     with _client(args) as client:
-        token = client.create_token(args.user, args.name, actor=args.actor)
-    _emit(args, token, lambda t: out.print(t.secret))
+        token = client.create_token(args.user, args.name, expires_in=expires_in, actor=args.actor)
+
+    def human(t: models.NewToken) -> None:
+        # The id (for revoking it) on stderr: stdout stays the secret alone, for scripts.
+        until = f", expires {t.expires_at.isoformat()}" if t.expires_at else ""
+        err.print(f"token {t.token_id} for {t.user_name} ({t.token_name}{until})")
+        out.print(t.secret)
+
+    _emit(args, token, human)
+    return EXIT_OK
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        tokens = client.list_tokens(args.user, actor=args.actor)
+    columns = (
+        "token_id",
+        "user_name",
+        "token_name",
+        "kind",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    _emit(args, tokens, lambda rows: _table([t.to_dict() for t in rows], columns))
     return EXIT_OK
 
 

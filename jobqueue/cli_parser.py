@@ -215,10 +215,18 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
 
     token = verbs.add_parser("token", help="API tokens", description="API tokens")
     token_verbs = token.add_subparsers(dest="token_verb", required=True, metavar="VERB")
-    token_create = verb(token_verbs, "create", "create a token; prints its secret once")
+    token_create = verb(
+        token_verbs, "create", "create a token; prints its secret once (its id to stderr)"
+    )
     token_create.add_argument("user")
     token_create.add_argument("--name", default="default")
+    token_create.add_argument(
+        "--expires-days", type=float, metavar="DAYS", help="expire after DAYS (default: never)"
+    )
     token_create.set_defaults(run=cli.cmd_token_create)
+    token_list = verb(token_verbs, "list", "list a user's tokens and sessions (no secrets)")
+    token_list.add_argument("user", nargs="?", help="whose (default: --as USER's, or everyone's)")
+    token_list.set_defaults(run=cli.cmd_token_list)
     token_revoke = verb(token_verbs, "revoke", "revoke a token")
     token_revoke.add_argument("token_id", type=JOB_ID, metavar="ID")
     token_revoke.set_defaults(run=cli.cmd_token_revoke)

@@ -13,7 +13,11 @@ import psycopg_pool
 from jobqueue import errors
 
 # procrastinate's SQL names its objects unqualified, so its schema is on every session's path.
-SEARCH_PATH = "jobqueue, procrastinate, public"
+# Only schemas no caller can create objects in: a schema another login may write to (such as
+# "public", open to every login before PostgreSQL 15) would let it define a function that
+# matches a worker's call better than procrastinate's own (a smallint argument against a
+# bigint parameter) and run its code as the worker. pg_temp last, as in every function.
+SEARCH_PATH = "jobqueue, procrastinate, pg_catalog, pg_temp"
 PROCRASTINATE_SCHEMA = "procrastinate"
 
 # SQLSTATE classes of a connection that failed or a server shutting down or starting up.
@@ -33,9 +37,10 @@ def connection_kwargs() -> dict[str, Any]:
 def translate(exc: psycopg.Error) -> Exception:
     """The engine error for a driver error raised by a jobqueue SQL function.
 
-    Errors of class JQ map to their class in :mod:`jobqueue.errors`; a value PostgreSQL or
-    the driver refuses (class 22, nesting too deep) becomes InvalidArgument; a lost or refused
-    connection becomes DatabaseUnavailable; anything else is returned unchanged.
+    Errors of class JQ map to their class in :mod:`jobqueue.errors`; a privilege the role lacks
+    (42501) becomes RoleNotPermitted; a value PostgreSQL or the driver refuses (class 22,
+    nesting too deep) becomes InvalidArgument; a lost or refused connection becomes
+    DatabaseUnavailable; anything else is returned unchanged.
     """
     diag = exc.diag
     if exc.sqlstate:
@@ -45,6 +50,11 @@ def translate(exc: psycopg.Error) -> Exception:
         if mapped is not None:
             mapped.__cause__ = exc
             return mapped
+    if exc.sqlstate == "42501":
+        # EXECUTE not granted: the role may call the engine, but not this function.
+        denied = errors.RoleNotPermitted(diag.message_primary or str(exc))
+        denied.__cause__ = exc
+        return denied
     if exc.sqlstate and (exc.sqlstate.startswith("22") or exc.sqlstate == "54001"):
         # A value PostgreSQL cannot take (a NUL in JSON, an integer out of range, malformed
         # text, JSON nested too deep) is bad input, refused before anything was written.

@@ -18,6 +18,9 @@ class JobqueueError(Exception):
     sqlstate: ClassVar[str] = ""
     http_status: ClassVar[int] = 500
     title: ClassVar[str] = "Engine error"
+    # Who raises it: the engine's SQL ("sql"), PostgreSQL itself for the engine ("postgres",
+    # translated by jobqueue.db), or the web process ("web").
+    raised_by: ClassVar[str] = "sql"
 
     def __init__(self, message: str | None = None, *, detail: dict[str, Any] | None = None):
         super().__init__(message or (self.__doc__ or "").strip())
@@ -77,7 +80,7 @@ class PayloadTooLarge(JobqueueError):
 
 
 class Unauthenticated(JobqueueError):
-    """The API token is missing, unknown or revoked."""
+    """The API token is missing, unknown, revoked or expired."""
 
     sqlstate, http_status, title = "JQA01", 401, "Unauthenticated"
 
@@ -86,6 +89,13 @@ class Forbidden(JobqueueError):
     """The caller may not act on that organization or resource."""
 
     sqlstate, http_status, title = "JQA02", 403, "Forbidden"
+
+
+class RoleNotPermitted(JobqueueError):
+    """The caller's database role may not run this function (management needs jobqueue_admin)."""
+
+    sqlstate, http_status, title = "JQA03", 403, "Role not permitted"
+    raised_by = "postgres"
 
 
 class JobNotFound(JobqueueError):
@@ -140,6 +150,17 @@ class RateLimited(JobqueueError):
     """The job type's rate limit for this organization is reached; retry later."""
 
     sqlstate, http_status, title = "JQR01", 429, "Rate limited"
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.detail.get("retry_after", 1))
+
+
+class Throttled(JobqueueError):
+    """Too many failed sign-ins from this address, or too many open event feeds; retry later."""
+
+    sqlstate, http_status, title = "JQR02", 429, "Too many requests"
+    raised_by = "web"
 
     @property
     def retry_after(self) -> int:

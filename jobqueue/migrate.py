@@ -20,6 +20,7 @@ import psycopg
 from procrastinate import schema as procrastinate_schema
 
 from jobqueue import db
+from jobqueue.client import Client
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ MIGRATE_LOCK_KEY = 0x6A6F6271_75657565 & 0x7FFFFFFFFFFFFFFF
 # The engine's SQL files, in the order they are applied.
 SQL_FILES = (
     "access.sql",
+    "tokens.sql",
     "lifecycle.sql",
     "dependencies.sql",
     "submit.sql",
@@ -178,14 +180,18 @@ def _apply_procrastinate(conn: psycopg.Connection[Any], migration: Migration) ->
 
 
 def status(dsn: str) -> dict[str, Any]:
-    """Applied and pending migrations, for health checks."""
+    """Applied and pending migrations, for health checks.
+
+    Read through ``jobqueue.migration_status()``, which any role of the engine may run (the
+    table itself is private); a database without that function has not been migrated to
+    this code."""
     with db.connect(dsn) as conn:
-        row = conn.execute("SELECT to_regclass('jobqueue.migration') IS NOT NULL").fetchone()
-        applied = (
-            {n for (n,) in conn.execute("SELECT number FROM jobqueue.migration")}
-            if row and row[0]
-            else set()
-        )
+        row = conn.execute(
+            "SELECT to_regprocedure('jobqueue.migration_status()') IS NOT NULL"
+        ).fetchone()
+        applied: set[int] = set()
+        if row and row[0]:
+            applied = set(Client(connection=conn).migration_status())
     known = [m.number for m in available_migrations()]
     return {
         "applied": sorted(applied),

@@ -140,6 +140,44 @@ class NewToken(Record):
     user_name: str
     token_name: str
     secret: str
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Token(Record):
+    """An API token or browser session as ``list_tokens`` shows it: never its secret."""
+
+    token_id: int
+    user_name: str
+    token_name: str
+    kind: str  # "token" or "session"
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Session(Record):
+    """A browser session issued at sign-in; ``secret`` goes into the session cookie."""
+
+    user_name: str
+    is_admin: bool
+    token_id: int
+    secret: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credential(Record):
+    """Who a secret passed to ``check_credentials`` still authenticates as (``ord``: its
+    1-based position), and the organization ids it sees (None: every one)."""
+
+    ord: int
+    user_name: str
+    is_admin: bool
+    organizations: list[int] | None
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,13 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 JOB_PATH_PARAM = {"name": "job_id", "in": "path", "required": True, "schema": JOB_ID}
+# A cross-site form cannot send it: sign-in and cookie-authenticated writes require it.
+CSRF_HEADER = {
+    "name": "X-Requested-With",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[!-~]{1,64}$"},
+}
 
 
 _JOB = _json(_ref("Job"), "The job.")
@@ -151,14 +158,30 @@ PATHS: dict[str, Any] = {
                 "required": ["token"],
                 "properties": {"token": NAME},
             },
+            parameters=[CSRF_HEADER],
             secured=False,
             extra={"401": UNAUTHENTICATED},
         ),
         "delete": {
-            "summary": "Sign out",
+            "summary": "Sign out: the session ends (X-Requested-With needed with its cookie)",
             "security": [],
             "responses": {"204": {"description": "Signed out."}, "default": PROBLEM_RESPONSE},
         },
+    },
+    "/api/tokens": {
+        "get": _operation(
+            "The caller's API tokens and browser sessions (an admin may name another user)",
+            _json(
+                {
+                    "type": "object",
+                    "required": ["tokens"],
+                    "properties": {"tokens": {"type": "array", "items": _ref("Token")}},
+                },
+                "Tokens, without their secrets.",
+            ),
+            parameters=[_query("user", NAME, "Another user's tokens (admins).")],
+            errors=("400", "404"),
+        )
     },
     "/api/jobs": {
         "post": _operation(

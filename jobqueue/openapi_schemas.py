@@ -188,6 +188,20 @@ SCHEMAS: dict[str, Any] = {
             "running": {"type": "array", "items": {"type": "object"}},
         },
     },
+    "Token": {
+        "type": "object",
+        "required": ["token_id", "user_name", "token_name", "kind", "created_at"],
+        "properties": {
+            "token_id": {"type": "integer"},
+            "user_name": NAME,
+            "token_name": {"type": "string"},
+            "kind": {"type": "string", "enum": ["token", "session"]},
+            "created_at": TIMESTAMP,
+            "last_used_at": nullable(TIMESTAMP),
+            "expires_at": nullable(TIMESTAMP),
+            "revoked_at": nullable(TIMESTAMP),
+        },
+    },
     "Organization": {
         "type": "object",
         "required": ["id", "organization", "created_at"],

@@ -47,6 +47,18 @@ class Settings:
     secure_cookies: bool = True
     # Serve /metrics without a token (for a scraper on a private network).
     metrics_public: bool = False
+    # Open event feeds per process and per user (429 over either), and events one request
+    # replays from Last-Event-ID before it ends (the client resumes from the last one).
+    sse_max_streams: int = 1000
+    sse_max_per_user: int = 20
+    sse_replay_max: int = 10_000
+    # Failed authentications per client address and minute before it gets 429; 0: no limit.
+    auth_failures: int = 30
+    # Seconds a connection may take to send a request's head; seconds an idle kept-alive
+    # connection stays open; connections at once (503 beyond).
+    header_timeout: float = 10.0
+    keep_alive_seconds: int = 5
+    max_connections: int = 2000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -73,6 +85,15 @@ class Settings:
             ),
             "secure_cookies": env.get("JOBQUEUE_INSECURE_COOKIES", "") not in ("1", "true"),
             "metrics_public": env.get("JOBQUEUE_METRICS_PUBLIC", "") in ("1", "true"),
+            "sse_max_streams": _int(env, "JOBQUEUE_SSE_MAX_STREAMS", default["sse_max_streams"]),
+            "sse_max_per_user": _int(env, "JOBQUEUE_SSE_MAX_PER_USER", default["sse_max_per_user"]),
+            "sse_replay_max": _int(env, "JOBQUEUE_SSE_REPLAY_MAX", default["sse_replay_max"]),
+            "auth_failures": _int(env, "JOBQUEUE_AUTH_FAILURES", default["auth_failures"]),
+            "header_timeout": _float(env, "JOBQUEUE_HEADER_TIMEOUT", default["header_timeout"]),
+            "keep_alive_seconds": _int(
+                env, "JOBQUEUE_KEEP_ALIVE_SECONDS", default["keep_alive_seconds"]
+            ),
+            "max_connections": _int(env, "JOBQUEUE_MAX_CONNECTIONS", default["max_connections"]),
         }
         values.update(overrides)
         if not values["dsn"]:

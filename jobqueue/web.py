@@ -27,11 +27,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from jobqueue import api, api_schedules, auth, dashboard, errors, openapi, prom, sse
+from jobqueue import (
+    api,
+    api_schedules,
+    auth,
+    dashboard,
+    errors,
+    openapi,
+    prom,
+    serving,
+    sse,
+    tokens,
+)
 from jobqueue.client import AsyncClient
 from jobqueue.migrate import status as migration_status
 from jobqueue.routing import LiteralRoute
 from jobqueue.settings import Settings
+from jobqueue.throttle import FailureThrottle
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger(__name__)
@@ -43,6 +55,7 @@ class State(TypedDict):
     settings: Settings
     client: AsyncClient
     hub: sse.EventHub
+    throttle: FailureThrottle
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -59,7 +72,7 @@ async def engine_error(request: Request, exc: Exception) -> Response:
     if exc.sqlstate:
         extra["type"] = f"urn:jobqueue:error:{exc.sqlstate}"
         extra["code"] = exc.sqlstate
-    if isinstance(exc, errors.RateLimited):
+    if isinstance(exc, errors.RateLimited | errors.Throttled):
         extra["retry_after"] = exc.retry_after
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, errors.Unauthenticated):
@@ -129,6 +142,7 @@ def api_routes() -> list[BaseRoute]:
             DELETE=api_schedules.delete_schedule,
         ),
         _route("/api/schedules/{organization}/{name}/run", POST=api_schedules.run_schedule),
+        _route("/api/tokens", GET=tokens.list_tokens),
         _route("/api/events", GET=sse.events),
         _route("/api/openapi.json", GET=openapi.document),
         _route("/healthz", GET=healthz),
@@ -144,15 +158,23 @@ def create_app(settings: Settings) -> Starlette:
         client = await AsyncClient.connect(
             settings.dsn, min_size=settings.pool_size, max_size=settings.pool_size
         )
-        hub = sse.EventHub(settings.dsn, client, backoff_max=settings.listen_backoff_max_seconds)
+        hub = sse.EventHub(
+            settings.dsn,
+            client,
+            backoff_max=settings.listen_backoff_max_seconds,
+            refresh_seconds=settings.sse_refresh_seconds,
+            max_streams=settings.sse_max_streams,
+            max_per_user=settings.sse_max_per_user,
+        )
+        throttle = FailureThrottle(settings.auth_failures)
         try:
             await hub.start()
-            yield {"settings": settings, "client": client, "hub": hub}
+            yield {"settings": settings, "client": client, "hub": hub, "throttle": throttle}
         finally:
             await hub.stop()
             await client.close()
 
-    middleware = []
+    middleware = [Middleware(serving.SecurityHeaders)]
     if settings.cors_origins:
         middleware.append(
             Middleware(
@@ -192,9 +214,13 @@ def serve(
         create_app(settings),
         host=host,
         port=port,
-        proxy_headers=False,
         log_level=log_level,
         access_log=access_log,
+        **serving.uvicorn_options(
+            header_timeout=settings.header_timeout,
+            keep_alive_seconds=settings.keep_alive_seconds,
+            max_connections=settings.max_connections,
+        ),
     )
     server = uvicorn.Server(config)
     if fd is None:

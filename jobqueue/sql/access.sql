@@ -1,4 +1,4 @@
--- access.sql: organizations, users, memberships, API tokens, and the one access rule.
+-- access.sql: organizations, users, memberships, and the one access rule.
 --
 -- Owns:      who may see and act on which organization.
 -- Public:    can_access(user_id, organization)          -- the rule every read and action uses
@@ -6,28 +6,29 @@
 --            create_user(user_id, admin, actor)          -- a user, optionally a global admin
 --            add_member(user_id, organization, role, actor)    -- (re)activates a membership
 --            remove_member(user_id, organization, actor)       -- the membership stays, inactive
---            create_token(user_id, name, actor)          -- returns the secret once; stores its hash
---            revoke_token(token_id, actor)
---            authenticate(token)                         -- the token's user, or JQA01
 --            list_organizations(actor)
+--            (API tokens and browser sessions: tokens.sql)
 -- Rule:      actor NULL is a trusted service (a role granted EXECUTE) and may do anything; a
 --            global admin may do anything; otherwise an ACTIVE membership grants access to that
---            organization's jobs, and role 'admin' also manages its members.
+--            organization's jobs, and role 'admin' also manages its members. The actor is
+--            asserted by the caller: the database role decides what a caller may run
+--            (grants.sql), the actor only narrows what it sees.
 -- Locks:     none beyond the rows written.
--- Raises:    JQA01 bad token, JQA02 forbidden, JQN02 organization, JQN03 user, JQN04 token not
---            found, JQC01 name taken, JQV03 bad argument.
--- Events:    none.
+-- Raises:    JQA02 forbidden, JQN02 organization, JQN03 user not found, JQC01 name taken,
+--            JQV03 bad argument.
+-- Events:    none. NOTIFY jobqueue_access (empty payload) when access shrinks (a membership
+--            removed, an admin demoted), so open event feeds re-check their caller at once.
 
 CREATE OR REPLACE FUNCTION jobqueue._user_id(p_name text) RETURNS bigint
 LANGUAGE sql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT id FROM jobqueue.app_user WHERE name = p_name
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._is_admin(p_actor text) RETURNS boolean
 LANGUAGE sql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT p_actor IS NULL
         OR coalesce((SELECT is_admin FROM jobqueue.app_user WHERE name = p_actor), false)
@@ -36,7 +37,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue._can_access_id(p_actor text, p_organization_id bigint)
 RETURNS boolean
 LANGUAGE sql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT p_actor IS NULL OR EXISTS (
         SELECT FROM jobqueue.app_user AS u
@@ -50,7 +51,7 @@ $$;
 -- The organizations an actor may see; NULL means every one (a service or an admin).
 CREATE OR REPLACE FUNCTION jobqueue._visible_organizations(p_actor text) RETURNS bigint[]
 LANGUAGE sql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT CASE
         WHEN jobqueue._is_admin(p_actor) THEN NULL
@@ -66,7 +67,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue._require_organization(p_actor text, p_organization text)
 RETURNS bigint
 LANGUAGE plpgsql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -89,7 +90,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._require_admin(p_actor text, p_what text) RETURNS void
 LANGUAGE plpgsql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -102,7 +103,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue.can_access(user_id text, organization text)
 RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT coalesce(jobqueue._can_access_id(
         can_access.user_id,
@@ -114,7 +115,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue.create_organization(name text, actor text DEFAULT NULL)
 RETURNS TABLE (id bigint, organization text, created_at timestamptz)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -137,7 +138,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._ensure_user(p_name text, p_admin boolean) RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -146,6 +147,10 @@ BEGIN
     IF p_name IS NULL OR p_name !~ '^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$' THEN
         RAISE EXCEPTION 'user name must be 1-128 letters, digits, "_", ".", "@", "+" or "-", got %',
             quote_nullable(left(p_name, 80)) USING ERRCODE = 'JQV03';
+    END IF;
+    IF NOT coalesce(p_admin, true)
+       AND EXISTS (SELECT FROM jobqueue.app_user WHERE name = p_name AND is_admin) THEN
+        PERFORM pg_notify('jobqueue_access', '');
     END IF;
     INSERT INTO jobqueue.app_user (name, is_admin) VALUES (p_name, coalesce(p_admin, false))
     ON CONFLICT ON CONSTRAINT app_user_name_key
@@ -159,7 +164,7 @@ CREATE OR REPLACE FUNCTION jobqueue.create_user(
     user_id text, admin boolean DEFAULT false, actor text DEFAULT NULL
 ) RETURNS TABLE (id bigint, user_name text, is_admin boolean)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -175,7 +180,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue._require_org_admin(p_actor text, p_organization text)
 RETURNS bigint
 LANGUAGE plpgsql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -196,7 +201,7 @@ CREATE OR REPLACE FUNCTION jobqueue.add_member(
     user_id text, organization text, role text DEFAULT 'member', actor text DEFAULT NULL
 ) RETURNS TABLE (user_name text, organization_name text, member_role text, active boolean)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -220,7 +225,7 @@ CREATE OR REPLACE FUNCTION jobqueue.remove_member(
     user_id text, organization text, actor text DEFAULT NULL
 ) RETURNS TABLE (user_name text, organization_name text, member_role text, active boolean)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -234,88 +239,16 @@ BEGIN
         RAISE EXCEPTION 'user "%" is not a member of "%"', remove_member.user_id,
             remove_member.organization USING ERRCODE = 'JQN03';
     END IF;
+    -- Open event feeds of that user re-check what they may see (sse.py).
+    PERFORM pg_notify('jobqueue_access', '');
     RETURN QUERY SELECT remove_member.user_id, remove_member.organization, v_role::text, false;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION jobqueue.create_token(
-    user_id text, name text DEFAULT 'default', actor text DEFAULT NULL
-) RETURNS TABLE (token_id bigint, user_name text, token_name text, secret text)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
-AS $$
-#variable_conflict use_column
-DECLARE
-    v_user_id bigint := jobqueue._user_id(create_token.user_id);
-    -- Two v4 UUIDs give 244 random bits from the server's strong random source.
-    v_secret text := 'jq_' || replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', '');
-    v_id bigint;
-BEGIN
-    IF actor IS DISTINCT FROM create_token.user_id THEN
-        PERFORM jobqueue._require_admin(actor, 'create a token for another user');
-    END IF;
-    IF v_user_id IS NULL THEN
-        RAISE EXCEPTION 'user "%" not found', create_token.user_id USING ERRCODE = 'JQN03';
-    END IF;
-    IF create_token.name IS NULL OR length(create_token.name) NOT BETWEEN 1 AND 200 THEN
-        RAISE EXCEPTION 'token name must be 1-200 characters' USING ERRCODE = 'JQV03';
-    END IF;
-    INSERT INTO jobqueue.api_token (user_id, name, token_hash)
-    VALUES (v_user_id, create_token.name, sha256(convert_to(v_secret, 'UTF8')))
-    RETURNING id INTO v_id;
-    RETURN QUERY SELECT v_id, create_token.user_id, create_token.name, v_secret;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION jobqueue.revoke_token(token_id bigint, actor text DEFAULT NULL)
-RETURNS TABLE (id bigint, revoked_at timestamptz)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
-AS $$
-#variable_conflict use_column
-DECLARE
-    v_owner text;
-BEGIN
-    SELECT u.name INTO v_owner FROM jobqueue.api_token AS t
-    JOIN jobqueue.app_user AS u ON u.id = t.user_id WHERE t.id = revoke_token.token_id;
-    IF NOT FOUND OR (actor IS DISTINCT FROM v_owner AND NOT jobqueue._is_admin(actor)) THEN
-        RAISE EXCEPTION 'token % not found', revoke_token.token_id USING ERRCODE = 'JQN04';
-    END IF;
-    RETURN QUERY
-        UPDATE jobqueue.api_token AS t SET revoked_at = coalesce(t.revoked_at, now())
-        WHERE t.id = revoke_token.token_id
-        RETURNING t.id, t.revoked_at;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION jobqueue.authenticate(token text)
-RETURNS TABLE (user_name text, is_admin boolean, token_id bigint)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
-AS $$
-#variable_conflict use_column
-DECLARE
-    v_token jobqueue.api_token;
-BEGIN
-    SELECT * INTO v_token FROM jobqueue.api_token AS t
-    WHERE t.token_hash = sha256(convert_to(coalesce(authenticate.token, ''), 'UTF8'))
-      AND t.revoked_at IS NULL;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'invalid or revoked token' USING ERRCODE = 'JQA01';
-    END IF;
-    -- At most one write a minute per token, so authenticating every request stays read-only.
-    IF v_token.last_used_at IS NULL OR v_token.last_used_at < now() - interval '1 minute' THEN
-        UPDATE jobqueue.api_token SET last_used_at = now() WHERE id = v_token.id;
-    END IF;
-    RETURN QUERY SELECT u.name, u.is_admin, v_token.id
-                 FROM jobqueue.app_user AS u WHERE u.id = v_token.user_id;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue.list_organizations(actor text DEFAULT NULL)
 RETURNS TABLE (id bigint, organization text, created_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT o.id, o.name, o.created_at
     FROM jobqueue.organization AS o
@@ -335,11 +268,5 @@ COMMENT ON FUNCTION jobqueue.add_member(text, text, text, text) IS
     'add_member(user_id, organization, role, actor): (re)activates a membership; role member or admin.';
 COMMENT ON FUNCTION jobqueue.remove_member(text, text, text) IS
     'remove_member(user_id, organization, actor): the membership stays, inactive; the user then sees nothing of the organization.';
-COMMENT ON FUNCTION jobqueue.create_token(text, text, text) IS
-    'create_token(user_id, name, actor): returns the secret once; only its SHA-256 is stored.';
-COMMENT ON FUNCTION jobqueue.revoke_token(bigint, text) IS
-    'revoke_token(token_id, actor): the token stops authenticating; its owner or an admin may revoke it.';
-COMMENT ON FUNCTION jobqueue.authenticate(text) IS
-    'authenticate(token): the token''s user, or JQA01 for a missing, unknown or revoked token.';
 COMMENT ON FUNCTION jobqueue.list_organizations(text) IS
     'list_organizations(actor): the organizations the actor may see.';

@@ -18,7 +18,7 @@ CREATE OR REPLACE FUNCTION jobqueue._bulk_filter(
     p_actor text, p_organization text, p_status text
 ) RETURNS TABLE (org_ids bigint[], status jobqueue.job_status)
 LANGUAGE plpgsql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -48,7 +48,7 @@ CREATE OR REPLACE FUNCTION jobqueue.cancel_jobs(
     job_type text DEFAULT NULL
 ) RETURNS TABLE (canceled bigint, cancel_requested bigint)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -95,7 +95,7 @@ BEGIN
           AND j.status = 'running' AND NOT j.cancel_requested
         RETURNING j.id, j.organization_id, j.attempt
     ), aborted AS (
-        UPDATE procrastinate_jobs AS p SET abort_requested = true
+        UPDATE procrastinate.procrastinate_jobs AS p SET abort_requested = true
         FROM requested AS r
         JOIN jobqueue.attempt AS a ON a.job_id = r.id AND a.attempt = r.attempt
         WHERE p.id = a.procrastinate_job_id AND p.status = 'doing'
@@ -119,7 +119,7 @@ CREATE OR REPLACE FUNCTION jobqueue.retry_jobs(
     job_type text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

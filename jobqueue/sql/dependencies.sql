@@ -13,7 +13,7 @@
 
 CREATE OR REPLACE FUNCTION jobqueue._release_dependents(p_job_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -58,7 +58,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._cancel_dependents(p_job_ids bigint[]) RETURNS void
 LANGUAGE sql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     WITH candidates AS (
         SELECT j.id,

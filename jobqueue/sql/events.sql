@@ -1,15 +1,28 @@
--- events.sql: the event log and its live notification.
+-- events.sql: the event log, its wake-up notification and the readers of both.
 --
--- Owns:      NOTIFY for every event row, and the replay query of the SSE feed.
+-- Owns:      NOTIFY for event rows, the replay query of the SSE feed, and the feed's read of
+--            every organization's new rows.
 -- Public:    events_since(actor, after_id, organization, job_id, max_rows)  -- replay, in id order
--- Internal:  _tg_event__after_insert  -- pg_notify('jobqueue_events', small JSON payload) per
---                                       row, from one call per statement
--- Channel:   jobqueue_events; payload {"id", "org_id", "org", "job", "type", "data", "at"}, sent
---            at commit, in commit order. A reader resumes from the table by id.
--- Replay:    ids are taken at insert and seen at commit, so a lower id can commit after a
---            higher one: a reader resuming strictly after the last id it saw can miss an event
---            of a transaction that was still open. event.xact_id records the writing
---            transaction for a replay ordered by commit horizon instead.
+--            event_feed(after_id, watching, watching_from, max_rows)  -- the web process's read
+--                        of every committed event it has not published yet (see below)
+-- Internal:  _tg_event__after_insert  -- pg_notify('jobqueue_events', '') once per statement
+-- Channel:   jobqueue_events, with an EMPTY payload: a wake-up, nothing more. Any login that
+--            can connect may LISTEN and NOTIFY on any channel, so a notification carries no
+--            organization's data and nothing in it is believed: readers read the table. A
+--            transaction's notifications with the same payload are delivered once, at commit.
+-- Feed:      ids are taken at insert and seen at commit, so a lower id can commit after a
+--            higher one, and "id > the last one read" would skip it. event_feed reads the rows
+--            after the reader's high-water mark, plus the rows of transactions that were still
+--            running at its previous read and have finished since (event.xact_id, against the
+--            snapshot's in-progress list): every committed row exactly once, however the
+--            transactions interleave. It relies on each writer of events having written to
+--            jobqueue.job first in its transaction, so that its transaction id is assigned
+--            before its event ids are taken (true of every writer: the lifecycle trigger,
+--            report_progress, cancel_job, cancel_jobs), and on the identity's sequence handing
+--            out ids in order (CACHE 1, the default).
+-- Replay:    events_since reads strictly after an id, so a client resuming by id can still
+--            miss a lower id committed after the one it saw (a deliberate trade-off: reading
+--            only below the oldest running transaction would delay every event behind it).
 -- States:    none.
 -- Locks:     none.
 -- Raises:    JQV03 bad argument, JQA02 forbidden.
@@ -17,18 +30,11 @@
 
 CREATE OR REPLACE FUNCTION jobqueue._tg_event__after_insert() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
-#variable_conflict use_column
 BEGIN
-    -- One trigger call per statement, not per row: a batch of transitions writes its events
-    -- in one INSERT, and their notifications go out in id order.
-    PERFORM pg_notify('jobqueue_events', json_build_object(
-        'id', n.id, 'org_id', n.organization_id, 'org', o.name, 'job', n.job_id,
-        'type', n.type, 'data', n.data, 'at', n.created_at)::text)
-    FROM new_rows AS n
-    JOIN jobqueue.organization AS o ON o.id = n.organization_id
-    ORDER BY n.id;
+    -- One wake-up per statement; PostgreSQL folds a transaction's identical ones into one.
+    PERFORM pg_notify('jobqueue_events', '');
     RETURN NULL;
 END
 $$;
@@ -36,7 +42,6 @@ $$;
 DROP TRIGGER IF EXISTS tg_event__after_insert ON jobqueue.event;
 CREATE TRIGGER tg_event__after_insert
     AFTER INSERT ON jobqueue.event
-    REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION jobqueue._tg_event__after_insert();
 
 -- A short-lived signature had a sixth argument: drop it so calls are not ambiguous.
@@ -52,7 +57,7 @@ CREATE OR REPLACE FUNCTION jobqueue.events_since(
     id bigint, org_id bigint, org text, job bigint, type text, data jsonb, at timestamptz
 )
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -78,6 +83,66 @@ BEGIN
 END
 $$;
 
+-- What the web process's event hub reads on every wake-up, in one statement (so one
+-- snapshot): the rows after after_id, and the rows at or below it of the transactions it
+-- was watching (in progress at its previous read; watching_from[i] is an id below all of
+-- watching[i]'s) that have finished since. It answers the rows as a JSON array in id
+-- order (the late ones first), how many of them are late, and the transactions in progress
+-- now, for the next call's watch list. max_rows bounds each of the two parts; a reader given
+-- a full page of either calls again.
+CREATE OR REPLACE FUNCTION jobqueue.event_feed(
+    after_id bigint,
+    watching bigint[] DEFAULT '{}',
+    watching_from bigint[] DEFAULT '{}',
+    max_rows integer DEFAULT 1000
+) RETURNS TABLE (events jsonb, late_events integer, in_progress bigint[])
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    -- STABLE: every statement here sees the calling statement's snapshot, this one.
+    v_snapshot pg_snapshot := pg_current_snapshot();
+    v_finished xid8[];
+    v_from bigint;
+    v_new jsonb;
+    v_late jsonb := '[]';
+BEGIN
+    IF after_id IS NULL OR max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 10000
+       OR cardinality(watching) IS DISTINCT FROM cardinality(watching_from) THEN
+        RAISE EXCEPTION 'event_feed needs after_id, max_rows in 1..10000, and a start per watched transaction'
+            USING ERRCODE = 'JQV03';
+    END IF;
+    -- Finished (committed or rolled back) by this snapshot: their rows, if any, are final.
+    SELECT array_agg(w.x::text::xid8), min(w.low) INTO v_finished, v_from
+    FROM unnest(watching, watching_from) AS w (x, low)
+    WHERE pg_visible_in_snapshot(w.x::text::xid8, v_snapshot);
+
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', r.id, 'org_id', r.organization_id, 'org', o.name, 'job', r.job_id,
+               'type', r.type, 'data', r.data, 'at', r.created_at) ORDER BY r.id), '[]')
+    INTO v_new
+    FROM (SELECT e.* FROM jobqueue.event AS e
+          WHERE e.id > after_id ORDER BY e.id LIMIT max_rows) AS r
+    LEFT JOIN jobqueue.organization AS o ON o.id = r.organization_id;
+    IF v_finished IS NOT NULL THEN
+        SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'id', r.id, 'org_id', r.organization_id, 'org', o.name, 'job', r.job_id,
+                   'type', r.type, 'data', r.data, 'at', r.created_at) ORDER BY r.id), '[]')
+        INTO v_late
+        FROM (SELECT e.* FROM jobqueue.event AS e
+              WHERE e.id > v_from AND e.id <= after_id AND e.xact_id = ANY (v_finished)
+              ORDER BY e.id LIMIT max_rows) AS r
+        LEFT JOIN jobqueue.organization AS o ON o.id = r.organization_id;
+    END IF;
+    RETURN QUERY SELECT v_late || v_new, jsonb_array_length(v_late),
+                        ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(v_snapshot) AS x
+                              ORDER BY 1);
+END
+$$;
+
 -- \df+ explains each public function with its header line.
 COMMENT ON FUNCTION jobqueue.events_since(text, bigint, text, bigint, integer) IS
     'events_since(actor, after_id, organization, job_id, max_rows): replay of the event log after an id, in id order, limited to what the actor may see.';
+COMMENT ON FUNCTION jobqueue.event_feed(bigint, bigint[], bigint[], integer) IS
+    'event_feed(after_id, watching, watching_from, max_rows): every organization''s events after after_id, plus the late ones of watched transactions that have finished, and the transactions in progress now.';

@@ -16,7 +16,7 @@
 
 CREATE OR REPLACE FUNCTION jobqueue._tg_organization__before_delete() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF EXISTS (SELECT FROM jobqueue.job WHERE organization_id = OLD.id) THEN
@@ -34,7 +34,7 @@ CREATE TRIGGER tg_organization__before_delete
 
 CREATE OR REPLACE FUNCTION jobqueue._tg_job_type__before_change() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 BEGIN
     IF (TG_OP = 'DELETE' OR NEW.name IS DISTINCT FROM OLD.name)

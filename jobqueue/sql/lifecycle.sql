@@ -23,7 +23,7 @@ CREATE OR REPLACE FUNCTION jobqueue._backoff(
     p_base interval, p_max interval, p_attempt integer
 ) RETURNS interval
 LANGUAGE sql VOLATILE
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
     -- Exponential with "equal jitter": the delay for attempt n is d = min(max, base * 2^(n-1)),
     -- drawn uniformly from [d/2, d], so retries of many jobs that failed together spread out.
@@ -45,14 +45,14 @@ CREATE OR REPLACE FUNCTION jobqueue._insert_vehicles(
     p_job_ids bigint[], p_queues text[], p_priorities integer[], p_scheduled_at timestamptz[]
 ) RETURNS void
 LANGUAGE plpgsql
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     v_sent integer;
 BEGIN
     WITH inserted AS (
-        INSERT INTO procrastinate_jobs (
+        INSERT INTO procrastinate.procrastinate_jobs (
             queue_name, task_name, priority, lock, queueing_lock, args, scheduled_at
         )
         SELECT v.queue, 'jobqueue.run', v.priority, NULL, 'jobqueue:' || v.job_id,
@@ -80,7 +80,7 @@ DROP FUNCTION IF EXISTS jobqueue._notify_vehicles(text[], bigint[]);
 
 CREATE OR REPLACE FUNCTION jobqueue._defer_vehicles(p_job_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 -- The plan is the same for one id or a thousand (the primary key); planning it afresh on
 -- every call cost more than running it.
 SET plan_cache_mode = force_generic_plan
@@ -100,13 +100,13 @@ $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._drop_vehicles(p_job_ids bigint[]) RETURNS void
 LANGUAGE sql
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
     -- A vehicle being claimed right now is skipped: the claim will find the job no
     -- longer runnable and the worker drops it (worker.sql).
-    DELETE FROM procrastinate_jobs
+    DELETE FROM procrastinate.procrastinate_jobs
     WHERE id IN (
-        SELECT id FROM procrastinate_jobs
+        SELECT id FROM procrastinate.procrastinate_jobs
         WHERE queueing_lock = ANY (SELECT 'jobqueue:' || unnest(p_job_ids))
           AND status = 'todo'
         FOR UPDATE SKIP LOCKED
@@ -115,7 +115,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._tg_job__after_insert() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -140,7 +140,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._tg_job__after_update() RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -244,7 +244,7 @@ CREATE TRIGGER tg_job__after_update
 CREATE OR REPLACE FUNCTION jobqueue._job_infos(p_job_ids bigint[])
 RETURNS SETOF jobqueue.job_info
 LANGUAGE plpgsql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 -- Primary-key lookups whatever the number of ids: a plan kept for the session, where a SQL
 -- function would plan again on every call (most calls ask for one job).
 SET plan_cache_mode = force_generic_plan
@@ -268,7 +268,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue._lock_visible_job(p_job_id bigint, p_actor text)
 RETURNS jobqueue.job
 LANGUAGE plpgsql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -285,7 +285,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue.cancel_job(job_id bigint, actor text DEFAULT NULL)
 RETURNS jobqueue.job_info
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -304,7 +304,7 @@ BEGIN
             -- vehicle makes procrastinate notify it at once.
             UPDATE jobqueue.job SET cancel_requested = true, updated_at = now()
             WHERE id = v_job.id;
-            UPDATE procrastinate_jobs SET abort_requested = true
+            UPDATE procrastinate.procrastinate_jobs SET abort_requested = true
             WHERE id = (SELECT a.procrastinate_job_id FROM jobqueue.attempt AS a
                         WHERE a.job_id = v_job.id AND a.attempt = v_job.attempt)
               AND status = 'doing';
@@ -327,7 +327,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue.retry_job(job_id bigint, actor text DEFAULT NULL)
 RETURNS jobqueue.job_info
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

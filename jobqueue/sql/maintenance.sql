@@ -3,7 +3,8 @@
 -- Owns:      rescuing attempts whose worker vanished or overran its timeout; retention cleanup.
 -- Public:    rescue_attempts(stale_after, timeout_grace, batch)  -- returns attempts closed
 --            cleanup_batch(retention, batch)                     -- returns rows deleted
--- States:    running -> retrying | dead | canceled (rescue); deletes terminal jobs (cleanup).
+-- States:    running -> retrying | dead | canceled (rescue); deletes terminal jobs and ended
+--            browser sessions (cleanup).
 -- Locks:     FOR UPDATE SKIP LOCKED on the rows of each batch, so any number of workers may
 --            run these at once without a leader.
 -- Raises:    JQV03 bad argument.
@@ -21,7 +22,7 @@ CREATE OR REPLACE FUNCTION jobqueue.rescue_attempts(
     batch integer DEFAULT 500
 ) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -38,7 +39,7 @@ BEGIN
                CASE WHEN w.id IS NULL THEN 'lost' ELSE 'timed_out' END AS outcome
         FROM jobqueue.attempt AS a
         JOIN jobqueue.job AS j ON j.id = a.job_id AND j.attempt = a.attempt
-        LEFT JOIN procrastinate_workers AS w
+        LEFT JOIN procrastinate.procrastinate_workers AS w
             ON w.id = a.worker_id AND w.last_heartbeat > now() - stale_after
         WHERE a.outcome IS NULL AND j.status = 'running'
           AND (w.id IS NULL OR a.started_at < now() - j.timeout - timeout_grace)
@@ -71,7 +72,7 @@ BEGIN
             updated_at = now()
         WHERE j.id = v_row.id;
         -- The lost attempt's vehicle is done with; a worker that comes back finds it gone.
-        DELETE FROM procrastinate_jobs WHERE id = v_row.procrastinate_job_id;
+        DELETE FROM procrastinate.procrastinate_jobs WHERE id = v_row.procrastinate_job_id;
         v_count := v_count + 1;
     END LOOP;
     RETURN v_count;
@@ -85,7 +86,7 @@ CREATE OR REPLACE FUNCTION jobqueue.cleanup_batch(
     retention interval DEFAULT '7 days', batch integer DEFAULT 1000
 ) RETURNS integer
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -181,23 +182,28 @@ BEGIN
     GET DIAGNOSTICS v_events = ROW_COUNT;
 
     -- Vehicles whose worker finished them but did not delete them (the CLI worker's default).
-    DELETE FROM procrastinate_jobs
-    WHERE id IN (SELECT id FROM procrastinate_jobs
+    DELETE FROM procrastinate.procrastinate_jobs
+    WHERE id IN (SELECT id FROM procrastinate.procrastinate_jobs
                  WHERE status IN ('succeeded', 'failed', 'cancelled', 'aborted')
                  ORDER BY id LIMIT batch FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_vehicles = ROW_COUNT;
     -- Vehicles still 'doing' whose worker is gone: its finish never reached the database (a
     -- connection dropped in between). Their attempts, if still open, are the rescuer's.
-    DELETE FROM procrastinate_jobs
-    WHERE id IN (SELECT p.id FROM procrastinate_jobs AS p
+    DELETE FROM procrastinate.procrastinate_jobs
+    WHERE id IN (SELECT p.id FROM procrastinate.procrastinate_jobs AS p
                  WHERE p.status = 'doing'
-                   AND NOT EXISTS (SELECT FROM procrastinate_workers AS w
+                   AND NOT EXISTS (SELECT FROM procrastinate.procrastinate_workers AS w
                                    WHERE w.id = p.worker_id)
                  ORDER BY p.id LIMIT batch FOR UPDATE SKIP LOCKED);
     GET DIAGNOSTICS v_orphans = ROW_COUNT;
 
     DELETE FROM jobqueue.rate_counter AS r
     WHERE r.window_start < now() - interval '1 day';
+
+    -- Browser sessions that ended (signed out or expired) before the retention horizon.
+    DELETE FROM jobqueue.api_token AS t
+    WHERE t.session_of IS NOT NULL
+      AND least(t.revoked_at, t.expires_at) < now() - retention;
 
     RETURN v_jobs + v_events + v_vehicles + v_orphans;
 END

@@ -11,7 +11,7 @@
 
 CREATE OR REPLACE FUNCTION jobqueue._visible_job_id(p_job_id bigint, p_actor text) RETURNS bigint
 LANGUAGE plpgsql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -28,7 +28,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue.get_job(job_id bigint, actor text DEFAULT NULL)
 RETURNS jobqueue.job_info
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT * FROM jobqueue._job_infos(ARRAY[jobqueue._visible_job_id(get_job.job_id, get_job.actor)])
 $$;
@@ -44,7 +44,7 @@ CREATE OR REPLACE FUNCTION jobqueue.list_jobs(
     page_size integer DEFAULT 50
 ) RETURNS SETOF jobqueue.job_info
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -90,7 +90,7 @@ RETURNS TABLE (
     outcome jobqueue.attempt_outcome, error text, traceback text, late_outcome jsonb
 )
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT a.attempt, o.name, a.job_type, a.worker_id, a.started_at, a.finished_at,
            extract(epoch FROM a.finished_at - a.started_at) * 1000, a.outcome, a.error,

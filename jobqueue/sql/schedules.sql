@@ -100,6 +100,9 @@ BEGIN
     IF octet_length(p_schedule.params::text) > 262144 THEN
         RAISE EXCEPTION 'params are over 262144 bytes' USING ERRCODE = 'JQV06';
     END IF;
+    IF jobqueue._json_too_deep(p_schedule.params) THEN
+        RAISE EXCEPTION 'params are nested more than 100 levels deep' USING ERRCODE = 'JQV03';
+    END IF;
     PERFORM jobqueue._cron_expression(p_schedule.cron);
     PERFORM jobqueue._check_timezone(p_schedule.timezone);
     IF p_schedule.priority NOT BETWEEN -1000 AND 1000 THEN

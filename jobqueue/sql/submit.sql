@@ -10,8 +10,11 @@
 -- Internal:  _parse_submissions(jobs, actor)  -- the element-by-element reading of a batch;
 --            submit_jobs reads a batch in one query and calls it only to name an error
 --            _job_hash(type, organization_id, params), _rate_window_start(period),
---            _raise_rate_limited(...)  -- one definition each for every submit path
+--            _raise_rate_limited(...), _json_too_deep(value)  -- one definition each for
+--            every submit path
 --            _enabled_types_hint()     -- what an unknown type's error says is allowed
+-- Limits:    params are a JSON object of at most 256 KiB nested at most 100 levels deep (the
+--            HTTP API's limits), whichever path submits them.
 -- States:    inserts 'queued' (runnable, or scheduled for run_at) or 'waiting' (dependencies).
 -- Dedup:     job_hash = sha256(type, organization, canonical params); the partial unique index
 --            job_active_hash_key makes a second active copy impossible (ON CONFLICT DO NOTHING),
@@ -20,7 +23,8 @@
 --            serialises concurrent submitters and a refused batch rolls its increments back.
 -- Locks:     the rate counter rows; dependencies' rows are read FOR SHARE so a dependency cannot
 --            end between the check and the insert.
--- Raises:    JQV01 unknown/disabled type, JQV02 params, JQV03 bad argument, JQV04 dependency,
+-- Raises:    JQV01 unknown/disabled type, JQV02 params, JQV03 bad argument (params nested
+--            too deep included), JQV04 dependency,
 --            JQV05 bad job type definition, JQV06 params too large, JQA02 forbidden,
 --            JQN02 organization not found, JQR01 rate limited.
 -- Events:    'submitted' per new job (lifecycle trigger); duplicates write nothing.
@@ -41,7 +45,7 @@ CREATE OR REPLACE FUNCTION jobqueue.register_job_type(
     actor text DEFAULT NULL
 ) RETURNS SETOF jobqueue.job_type
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -75,7 +79,7 @@ CREATE OR REPLACE FUNCTION jobqueue.set_job_type_enabled(
     name text, enabled boolean, actor text DEFAULT NULL
 ) RETURNS SETOF jobqueue.job_type
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -96,7 +100,7 @@ $$;
 -- user may see), the first 20 by name.
 CREATE OR REPLACE FUNCTION jobqueue._enabled_types_hint() RETURNS text
 LANGUAGE sql STABLE
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN count(*) = 0 THEN 'no job type is enabled; register one first'
                 ELSE 'enabled job types: '
@@ -109,7 +113,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue.list_job_types(actor text DEFAULT NULL)
 RETURNS SETOF jobqueue.job_type
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     -- Every authenticated user may see the catalogue of types; it holds no organization data.
     SELECT * FROM jobqueue.job_type ORDER BY name
@@ -119,18 +123,36 @@ $$;
 -- orders keys). One definition for every submit path; a SQL expression, inlined where used.
 -- STABLE, as convert_to is: the planner inlines a function only when it claims no more than
 -- its body does, and each call of a function not inlined cost about 3 µs more per job.
+-- Inlining is also why it pins no search_path (a SET clause stops the inlining, and costs
+-- about 15 µs per job of a batch): its body is parsed under its caller's pinned path, and
+-- names every type, function and operator with its schema, so no path can change it.
 CREATE OR REPLACE FUNCTION jobqueue._job_hash(
     p_job_type text, p_organization_id bigint, p_params jsonb
 ) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
 AS $$
     SELECT pg_catalog.sha256(pg_catalog.convert_to(
-        p_job_type || E'\x1f' || p_organization_id::text || E'\x1f' || p_params::text, 'UTF8'))
+        p_job_type OPERATOR(pg_catalog.||) E'\x1f'
+        OPERATOR(pg_catalog.||) p_organization_id::pg_catalog.text
+        OPERATOR(pg_catalog.||) E'\x1f' OPERATOR(pg_catalog.||) p_params::pg_catalog.text,
+        'UTF8'))
+$$;
+
+-- Whether JSON nests containers more than 100 levels deep, the limit of the HTTP API: deeper
+-- values would be stored, but every Python reader (the API, the dashboard, the worker) fails
+-- on them. The path stops at level 100, so a value 5,000 levels deep costs no more to refuse
+-- than one 101 levels deep. Inlined into its callers for the reasons of _job_hash.
+CREATE OR REPLACE FUNCTION jobqueue._json_too_deep(p_value jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.jsonb_path_exists(p_value,
+        'strict $.**{100} ? (@.type() == "object" || @.type() == "array")'::pg_catalog.jsonpath)
 $$;
 
 -- The start of the fixed rate-limit window that holds now.
 CREATE OR REPLACE FUNCTION jobqueue._rate_window_start(p_period interval) RETURNS timestamptz
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.to_timestamp(
         floor(extract(epoch FROM now()) / extract(epoch FROM p_period))
@@ -143,7 +165,7 @@ CREATE OR REPLACE FUNCTION jobqueue._raise_rate_limited(
     p_window_start timestamptz
 ) RETURNS void
 LANGUAGE plpgsql
-SET search_path = pg_catalog
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_retry_after integer :=
@@ -159,7 +181,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue._parse_submissions(p_jobs jsonb, p_actor text)
 RETURNS SETOF jobqueue.submission
 LANGUAGE plpgsql
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -231,6 +253,10 @@ BEGIN
             RAISE EXCEPTION 'jobs[%]: params are % bytes, over the limit of %', v_ord - 1,
                 octet_length(v_params::text), v_max_params_bytes USING ERRCODE = 'JQV06';
         END IF;
+        IF jobqueue._json_too_deep(v_params) THEN
+            RAISE EXCEPTION 'jobs[%]: params are nested more than 100 levels deep', v_ord - 1
+                USING ERRCODE = 'JQV03';
+        END IF;
         IF jsonb_typeof(coalesce(v_elem -> 'depends_on', '[]')) NOT IN ('array', 'null') THEN
             RAISE EXCEPTION 'jobs[%]: depends_on must be an array of job ids', v_ord - 1
                 USING ERRCODE = 'JQV03';
@@ -276,7 +302,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue.submit_jobs(jobs jsonb, actor text DEFAULT NULL)
 RETURNS SETOF jobqueue.job_info
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -336,6 +362,7 @@ BEGIN
                    AND t.name IS NOT NULL AND g.id IS NOT NULL
                    AND jsonb_typeof(coalesce(nullif(x.e -> 'params', 'null'), '{}')) = 'object'
                    AND octet_length(coalesce(x.e -> 'params', '{}')::text) <= 262144
+                   AND NOT jobqueue._json_too_deep(coalesce(x.e -> 'params', '{}'))
                    AND jsonb_typeof(coalesce(x.e -> 'depends_on', '[]')) IN ('array', 'null')
                    AS readable
             FROM jsonb_array_elements(submit_jobs.jobs) WITH ORDINALITY AS x (e, o)
@@ -560,7 +587,7 @@ CREATE OR REPLACE FUNCTION jobqueue.submit_job(
     actor text DEFAULT NULL
 ) RETURNS jobqueue.job_info
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -592,6 +619,7 @@ BEGIN
         v_type.name IS NOT NULL AND v_org_id IS NOT NULL
         AND coalesce(cardinality(submit_job.depends_on), 0) = 0
         AND jsonb_typeof(v_params) = 'object' AND octet_length(v_params::text) <= 262144
+        AND NOT jobqueue._json_too_deep(v_params)
         AND v_priority BETWEEN -1000 AND 1000
         AND v_run_at BETWEEN now() - interval '1 year' AND now() + interval '1 year'
         AND (submit_job.actor IS NULL OR jobqueue._can_access_id(submit_job.actor, v_org_id)),

@@ -3,6 +3,9 @@
 -- Public:    job_counts(actor)  -- live jobs (waiting, queued, running, retrying) by
 --            organization, job type, queue and status, of the organizations the actor may
 --            see; feeds the Prometheus exposition at /metrics.
+--            latest_event_id()   -- where a new event hub starts reading
+--            migration_status()  -- the migration numbers applied, for /healthz (a web process
+--                                   connected as jobqueue_client cannot read the table)
 -- Reads:     live jobs of each organization through job_org_status_id_idx, so the cost
 --            follows the backlog, not history.
 -- Locks:     none.
@@ -12,7 +15,7 @@
 CREATE OR REPLACE FUNCTION jobqueue.job_counts(actor text DEFAULT NULL)
 RETURNS TABLE (organization text, job_type text, queue text, status text, jobs bigint)
 LANGUAGE plpgsql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -36,7 +39,17 @@ $$;
 
 CREATE OR REPLACE FUNCTION jobqueue.latest_event_id() RETURNS bigint
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT coalesce(max(e.id), 0) FROM jobqueue.event AS e
 $$;
+
+CREATE OR REPLACE FUNCTION jobqueue.migration_status() RETURNS integer[]
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(array_agg(m.number ORDER BY m.number), '{}') FROM jobqueue.migration AS m
+$$;
+
+COMMENT ON FUNCTION jobqueue.migration_status() IS
+    'migration_status(): the numbers of the migrations applied (0 is procrastinate''s schema).';

@@ -31,7 +31,7 @@
 
 CREATE OR REPLACE FUNCTION jobqueue._tg_vehicle__before_fetch() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -56,8 +56,8 @@ BEGIN
             SELECT jsonb_build_object(
                 'attempt', v_job.attempt, 'job_type', v_job.job_type,
                 'timeout', extract(epoch FROM v_job.timeout), 'handler', t.handler,
-                'params', v_job.params, 'organization', o.name,
-                'checkpoint', v_job.checkpoint)
+                'params', v_job.params::text, 'organization', o.name,
+                'checkpoint', v_job.checkpoint::text)
             FROM jobqueue.job_type AS t, jobqueue.organization AS o
             WHERE t.name = v_job.job_type AND o.id = v_job.organization_id);
     ELSE
@@ -85,7 +85,7 @@ CREATE OR REPLACE FUNCTION jobqueue._claimable_vehicles(
     p_queues character varying[], p_max_count integer
 ) RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE
-SET search_path = procrastinate, pg_catalog
+SET search_path = procrastinate, pg_catalog, pg_temp
 SET enable_bitmapscan = off
 SET enable_sort = off
 -- The generic plan walks procrastinate's priority index like the custom ones do, but plpgsql
@@ -98,12 +98,12 @@ BEGIN
         SELECT array_agg(c.id)
         FROM (
             SELECT v.id
-            FROM procrastinate_jobs AS v
+            FROM procrastinate.procrastinate_jobs AS v
             WHERE v.status = 'todo'
               AND (p_queues IS NULL OR v.queue_name = ANY (p_queues))
               AND (v.scheduled_at IS NULL OR v.scheduled_at <= now())
               AND (v.lock IS NULL OR NOT EXISTS (
-                  SELECT FROM procrastinate_jobs AS other
+                  SELECT FROM procrastinate.procrastinate_jobs AS other
                   WHERE other.lock = v.lock
                     AND (other.status = 'doing'
                          OR (other.status = 'todo'
@@ -128,7 +128,7 @@ CREATE OR REPLACE FUNCTION jobqueue.fetch_vehicles(
     queues character varying[], worker_id bigint, max_count integer
 ) RETURNS SETOF procrastinate.procrastinate_jobs
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 SET random_page_cost = 1.1  -- see finish_attempts
 SET enable_seqscan = off
 SET enable_bitmapscan = off
@@ -155,7 +155,7 @@ BEGIN
     INTO v_vehicles, v_jobs
     FROM (
         SELECT v.id AS vehicle_id, (v.args ->> 'job_id')::bigint AS job_id
-        FROM procrastinate_jobs AS v
+        FROM procrastinate.procrastinate_jobs AS v
         WHERE v.id = ANY (v_ids) AND v.task_name = 'jobqueue.run'
     ) AS m;
     -- A job no longer runnable (canceled since its vehicle was deferred) gets attempt null,
@@ -183,8 +183,8 @@ BEGIN
         SELECT s.vehicle_id, jsonb_build_object(
                    'attempt', s.attempt, 'job_type', s.job_type,
                    'timeout', extract(epoch FROM s.timeout), 'handler', t.handler,
-                   'params', s.params, 'organization', o.name,
-                   'checkpoint', s.checkpoint) AS args
+                   'params', s.params::text, 'organization', o.name,
+                   'checkpoint', s.checkpoint::text) AS args
         FROM started AS s
         JOIN jobqueue.job_type AS t ON t.name = s.job_type
         JOIN jobqueue.organization AS o ON o.id = s.organization_id
@@ -192,7 +192,7 @@ BEGIN
     -- The ride goes back to the worker but is not stored: the vehicle row keeps its args, so
     -- its new version differs from the old only in status and worker, and the WAL carries
     -- little more than that.
-    UPDATE procrastinate_jobs AS v
+    UPDATE procrastinate.procrastinate_jobs AS v
     SET status = 'doing', worker_id = fetch_vehicles.worker_id
     FROM unnest(v_ids) AS i (id)
     LEFT JOIN ride AS r ON r.vehicle_id = i.id
@@ -212,7 +212,7 @@ CREATE OR REPLACE FUNCTION jobqueue._finish_attempt(
     p_error text, p_traceback text, p_retryable boolean
 ) RETURNS jobqueue.job_status
 LANGUAGE plpgsql
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -221,6 +221,13 @@ DECLARE
     v_status jobqueue.job_status;
 BEGIN
     -- 'lost' comes from a worker that stops before its attempts end (after its grace period).
+    IF coalesce(jobqueue._json_too_deep(p_result), false) THEN
+        -- as in _outcome_items
+        p_outcome := 'failed';
+        p_result := NULL;
+        p_error := 'the handler''s result is nested more than 100 levels deep';
+        p_retryable := false;
+    END IF;
     IF p_outcome IS NULL THEN
         RAISE EXCEPTION 'outcome must be completed, failed, timed_out, canceled or lost'
             USING ERRCODE = 'JQV03';
@@ -287,24 +294,32 @@ LANGUAGE plpgsql IMMUTABLE
 -- function: with that guess it hashes the whole job and attempt tables instead of looking
 -- the few rows up by primary key.
 ROWS 10
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- A result nested deeper than any reader takes is not stored: the attempt fails for good,
+    -- as a result JSON cannot encode does in the worker.
     RETURN QUERY
-    SELECT x.job_id, x.attempt, x.outcome, x.result, x.error, x.traceback, x.retryable, x.ord,
+    SELECT x.job_id, x.attempt,
+           CASE WHEN x.deep THEN 'failed'::jobqueue.attempt_outcome ELSE x.outcome END,
+           CASE WHEN x.deep THEN NULL ELSE x.result END,
+           CASE WHEN x.deep THEN 'the handler''s result is nested more than 100 levels deep'
+                ELSE x.error END,
+           x.traceback, x.retryable AND NOT x.deep, x.ord,
            row_number() OVER (PARTITION BY x.job_id ORDER BY x.ord) > 1
-    FROM ROWS FROM (jsonb_to_recordset(p_outcomes) AS (
-            job_id bigint, attempt integer, outcome jobqueue.attempt_outcome, result jsonb,
-            error text, traceback text, retryable boolean))
-         WITH ORDINALITY AS x (job_id, attempt, outcome, result, error, traceback, retryable,
-                               ord);
+    FROM (SELECT r.*, coalesce(jobqueue._json_too_deep(r.result), false) AS deep
+          FROM ROWS FROM (jsonb_to_recordset(p_outcomes) AS (
+                  job_id bigint, attempt integer, outcome jobqueue.attempt_outcome,
+                  result jsonb, error text, traceback text, retryable boolean))
+               WITH ORDINALITY AS r (job_id, attempt, outcome, result, error, traceback,
+                                     retryable, ord)) AS x;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue.finish_attempts(outcomes jsonb)
 RETURNS TABLE (job_id bigint, attempt integer, accepted boolean, status jobqueue.job_status)
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 -- The rows a batch touches are found by primary key and are hot in cache; at the default
 -- random_page_cost the planner prefers hashing a whole table of a few thousand rows to ten
 -- index lookups. The same holds for fetch_vehicles.
@@ -404,7 +419,7 @@ BEGIN
     -- The attempts' vehicles are done with. Deleting them here spares the worker
     -- procrastinate's own finish round trip (the bridge skips it); vehicles of fenced-off
     -- attempts are usually gone already (the rescuer deletes them).
-    DELETE FROM procrastinate_jobs AS p
+    DELETE FROM procrastinate.procrastinate_jobs AS p
     USING jobqueue.attempt AS a, jobqueue._outcome_items(outcomes) AS x
     WHERE a.job_id = x.job_id AND a.attempt = x.attempt AND p.id = a.procrastinate_job_id
       AND p.status = 'doing';
@@ -414,6 +429,7 @@ $$;
 CREATE OR REPLACE FUNCTION jobqueue._raise_stale(p_job_id bigint, p_attempt integer)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
@@ -426,7 +442,7 @@ CREATE OR REPLACE FUNCTION jobqueue.complete_attempt(
     job_id bigint, attempt integer, result jsonb DEFAULT NULL
 ) RETURNS jobqueue.job_status
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -446,7 +462,7 @@ CREATE OR REPLACE FUNCTION jobqueue.fail_attempt(
     retryable boolean DEFAULT true, outcome text DEFAULT 'failed'
 ) RETURNS jobqueue.job_status
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -471,7 +487,7 @@ CREATE OR REPLACE FUNCTION jobqueue.report_progress(
     job_id bigint, attempt integer, percent integer, message text DEFAULT NULL
 ) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -505,12 +521,15 @@ CREATE OR REPLACE FUNCTION jobqueue.save_checkpoint(
     job_id bigint, attempt integer, checkpoint jsonb
 ) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
     IF octet_length(save_checkpoint.checkpoint::text) > 1048576 THEN
         RAISE EXCEPTION 'a checkpoint is at most 1 MiB' USING ERRCODE = 'JQV06';
+    END IF;
+    IF jobqueue._json_too_deep(save_checkpoint.checkpoint) THEN
+        RAISE EXCEPTION 'a checkpoint is nested at most 100 levels deep' USING ERRCODE = 'JQV03';
     END IF;
     UPDATE jobqueue.job AS j SET checkpoint = save_checkpoint.checkpoint, updated_at = now()
     WHERE j.id = save_checkpoint.job_id AND j.status = 'running'
@@ -523,7 +542,7 @@ $$;
 
 CREATE OR REPLACE FUNCTION jobqueue.job_checkpoint(job_id bigint) RETURNS jsonb
 LANGUAGE sql STABLE SECURITY DEFINER
-SET search_path = jobqueue, pg_catalog
+SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
     SELECT j.checkpoint FROM jobqueue.job AS j WHERE j.id = job_checkpoint.job_id
 $$;

@@ -30,6 +30,7 @@ from jobqueue.tasks import maintenance
 from jobqueue.worker import bridge
 from jobqueue.worker.outcomes import OutcomeBuffer
 from jobqueue.worker.slots import Slots
+from jobqueue.worker.wakeups import WakeOnNotify
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -60,9 +61,10 @@ CLAIM_GATHER = 0.005
 BRIDGE_TASK = "jobqueue.run"  # the task of every vehicle; worker.sql and lifecycle.sql name it
 
 
-class JobqueueWorker(worker.Worker):
+class JobqueueWorker(WakeOnNotify):
     """A procrastinate worker that claims and finishes jobs in batches, whose sync pool
-    matches its concurrency, and which rescues lost attempts and cleans up when it starts."""
+    matches its concurrency, and which rescues lost attempts and cleans up when it starts.
+    Notifications only wake it (:mod:`jobqueue.worker.wakeups`)."""
 
     _stop_requested = False
     _outcomes: OutcomeBuffer | None = None

@@ -2,7 +2,10 @@
 
 The claim (``fetch_vehicles`` in worker.sql) has already started the attempt and put
 everything needed on the vehicle's args (attempt number, handler path, params, organization,
-timeout, checkpoint), so running a job needs no query of its own. Outcomes go to the worker's
+timeout, checkpoint), so running a job needs no query of its own. Params and checkpoint ride
+as JSON text and are decoded here, one job at a time: a value Python cannot read (nested past
+the interpreter's recursion limit, an integer of thousands of digits) fails its own attempt,
+not the claim of every job that came with it. Outcomes go to the worker's
 outcome buffer, which records them with :func:`record_outcomes` in batches; retries are
 scheduled by the engine's SQL, never by procrastinate (the task has ``retry=False``).
 """
@@ -25,6 +28,7 @@ from jobqueue import calls, db, errors, models
 from jobqueue.context import JobContext, NonRetryableError
 from jobqueue.handlers import HandlerError, load_handler
 from jobqueue.worker import deadlines, threads
+from jobqueue.worker.connector import loads
 
 logger = logging.getLogger("jobqueue.worker")
 
@@ -220,13 +224,29 @@ async def _settle_by(
     return running.done()
 
 
+class Undecodable(Exception):
+    """A job's params or checkpoint could not be read as JSON."""
+
+
+def _decoded(value: Any, what: str) -> Any:
+    """``value`` as the claim sent it (JSON text), decoded; Undecodable if Python cannot."""
+    if not isinstance(value, str):
+        return value  # already decoded (a vehicle started by an older claim)
+    try:
+        return loads(value)
+    except RecursionError:
+        raise Undecodable(f"the job's {what} are nested too deeply to decode") from None
+    except ValueError as exc:
+        raise Undecodable(f"the job's {what} cannot be decoded: {exc}") from None
+
+
 async def run_attempt(
     context: job_context.JobContext,
     *,
     job_id: int,
     attempt: int,
     handler: str,
-    params: dict[str, Any],
+    params: dict[str, Any] | str,
     organization: str,
     timeout: float,
     job_type: str,
@@ -238,6 +258,18 @@ async def run_attempt(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     ids = (job_id, attempt)
+    try:
+        params = _decoded(params, "params")
+        checkpoint = _decoded(checkpoint, "checkpoint")
+        if not isinstance(params, dict):
+            raise Undecodable("the job's params are not a JSON object")
+    except Undecodable as exc:
+        # Retrying would not help: the same value comes back with every claim.
+        logger.error("job %s attempt %s: %s", job_id, attempt, exc)
+        unreadable = _outcome(ids, "failed", error=str(exc), retryable=False)
+        if not _hand_over(context, unreadable):
+            await record_outcomes(pool, [unreadable])
+        return VEHICLE_FINISHED
 
     async def execute_named(name: str, *args: Any) -> Any:
         return await execute(pool, getattr(calls, name)(*args))
@@ -343,6 +375,11 @@ def _settled(ctx: JobContext, ids: tuple[int, int], running: asyncio.Future[Any]
             return _outcome(ids, "completed", result=result)
         try:
             encoded = json.dumps(result, allow_nan=False)
+        except RecursionError:
+            # Refused here: the outcome batch this would join could not be encoded either.
+            return _outcome(
+                ids, "failed", error="the handler's result is nested too deeply", retryable=False
+            )
         except (TypeError, ValueError) as bad:
             return _outcome(
                 ids,

@@ -22,7 +22,8 @@ def test_help_everywhere() -> None:
     verbs = [
         ["up"], ["migrate"], ["dsn"], ["worker"], ["web"], ["submit"], ["show"], ["jobs"],
         ["cancel"], ["retry"], ["attempts"], ["metrics"], ["types", "list"], ["types", "register"],
-        ["org", "create"], ["user", "add"], ["token", "create"], ["token", "revoke"], ["cleanup"],
+        ["org", "create"], ["user", "add"], ["token", "create"], ["token", "revoke"],
+        ["token", "list"], ["cleanup"],
     ]  # fmt: skip
     assert "Exit codes" in jobqueue("--help").stdout
     for verb in verbs:
@@ -176,6 +177,26 @@ def test_org_user_token_and_acting_as_a_user(dsn: str) -> None:
         env=cli_env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode != 0 and "Unauthenticated" in done.stderr
+
+
+def test_token_create_prints_its_id_and_token_list_shows_no_secret(dsn: str) -> None:
+    _setup(dsn)
+    jobqueue("user", "add", "ada", "--org", "acme", dsn=dsn)
+    made = jobqueue("token", "create", "ada", "--name", "laptop", "--expires-days", "30", dsn=dsn)
+    secret = made.stdout.strip()
+    assert secret.startswith("jq_") and "\n" not in secret  # stdout: the secret alone
+    token_id = int(made.stderr.split()[1])  # stderr: "token ID for ada (laptop, expires ...)"
+    assert "laptop" in made.stderr and "expires" in made.stderr
+    listed = jobqueue_json("token", "list", "ada", dsn=dsn)
+    assert [(t["token_id"], t["token_name"], t["kind"]) for t in listed] == [
+        (token_id, "laptop", "token")
+    ]
+    assert listed[0]["expires_at"] and secret not in json.dumps(listed)
+    table = jobqueue("token", "list", "--as", "ada", dsn=dsn).stdout
+    assert "laptop" in table and secret not in table
+    # Another user's tokens are an admin's business.
+    jobqueue("user", "add", "eve", "--org", "acme", dsn=dsn)
+    jobqueue("token", "list", "ada", "--as", "eve", dsn=dsn, check=1)
 
 
 def test_metrics_and_cleanup(dsn: str) -> None:

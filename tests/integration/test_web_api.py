@@ -229,19 +229,29 @@ async def test_bad_input_is_a_problem_and_writes_nothing(dsn: str, world: World)
 async def test_session_cookie_sign_in_needs_csrf_header_to_change_state(
     dsn: str, world: World
 ) -> None:
+    csrf = {"X-Requested-With": "fetch"}
     async with asgi_client(settings_for(dsn)) as http:
-        signed_in = await http.post("/api/session", json={"token": world.alice})
+        # A cross-site form cannot send the header: no login CSRF.
+        assert_problem(await http.post("/api/session", json={"token": world.alice}), 403, "JQA02")
+        assert "set-cookie" not in (await http.get("/api/openapi.json")).headers
+        signed_in = await http.post("/api/session", json={"token": world.alice}, headers=csrf)
         assert signed_in.status_code == 200
-        assert "httponly" in signed_in.headers["set-cookie"].lower()
-        assert "samesite=strict" in signed_in.headers["set-cookie"].lower()
+        cookie = signed_in.headers["set-cookie"]
+        assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower()
+        session = http.cookies["jobqueue_session"]
+        assert session != world.alice  # a session of its own, not the API token
         assert (await http.get("/api/me")).json()["user"] == "alice"
         job = {"job_type": "echo", "organization": "org-a"}
         assert_problem(await http.post("/api/jobs", json=job), 403)
-        ok = await http.post("/api/jobs", json=job, headers={"X-Requested-With": "fetch"})
+        ok = await http.post("/api/jobs", json=job, headers=csrf)
         assert ok.status_code == 201
-        assert (await http.delete("/api/session")).status_code == 204
+        assert_problem(await http.delete("/api/session"), 403)
+        assert (await http.delete("/api/session", headers=csrf)).status_code == 204
         http.cookies.clear()
         assert_problem(await http.get("/api/me"), 401)
+        # Signing out ended the session itself: its secret no longer authenticates.
+        assert_problem(await http.get("/api/me", headers=bearer(session)), 401, "JQA01")
+        assert (await http.get("/api/me", headers=bearer(world.alice))).status_code == 200
 
 
 async def test_metrics_requires_an_admin_unless_public(dsn: str, world: World) -> None:

@@ -60,6 +60,8 @@ def assert_problem(
 
 def settings_for(dsn: str, **overrides: Any) -> Settings:
     overrides.setdefault("secure_cookies", False)
+    # Tests send many bad tokens from one address on purpose; the throttle has its own tests.
+    overrides.setdefault("auth_failures", 0)
     return Settings(dsn=dsn, **overrides)
 
 
@@ -90,11 +92,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(settings: Settings) -> Iterator[str]:
-    """A real uvicorn serving the app on 127.0.0.1 in a thread; yields its base URL."""
+def running_server(settings: Settings, **options: Any) -> Iterator[str]:
+    """A real uvicorn serving the app on 127.0.0.1 in a thread; yields its base URL.
+    ``options`` go to uvicorn (``jobqueue.serving.uvicorn_options`` for the real limits)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        **options,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

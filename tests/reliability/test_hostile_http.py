@@ -57,6 +57,8 @@ FOREIGN_JOB = 2  # org-b's, which she may not
 PROBLEM = "application/problem+json"
 NO_BODY = object()
 # Replaced by alice's session cookie when sent (the token is known only at run time).
+# The sign-in page's script sends it; a cross-site form cannot.
+SIGN_IN = {"X-Requested-With": "fetch"}
 SESSION_OF_ALICE = "jobqueue_session=<alice>"
 
 
@@ -390,13 +392,13 @@ CASES: dict[str, Case] = {
     # --- POST /api/session (the sign-in form)
     **{
         f"sign-in: injection as token {i}": Case(
-            "POST", "/api/session", 401, "JQA01", user=None, body={"token": s}
+            "POST", "/api/session", 401, "JQA01", user=None, body={"token": s}, headers=SIGN_IN
         )
         for i, s in enumerate(INJECTIONS)
     },
     **{
         f"sign-in: token {what}": Case(
-            "POST", "/api/session", 400, "JQV03", user=None, body={"token": token}
+            "POST", "/api/session", 400, "JQV03", user=None, body={"token": token}, headers=SIGN_IN
         )
         for what, token in [
             ("with NUL", NUL_TEXT),
@@ -407,7 +409,13 @@ CASES: dict[str, Case] = {
         ]
     },
     "sign-in: token of 100,000 characters": Case(
-        "POST", "/api/session", 401, "JQA01", user=None, body={"token": LONG_NAME}
+        "POST",
+        "/api/session",
+        401,
+        "JQA01",
+        user=None,
+        body={"token": LONG_NAME},
+        headers=SIGN_IN,
     ),
     "sign-in: the form posted without script": Case(
         "POST",
@@ -416,10 +424,19 @@ CASES: dict[str, Case] = {
         "JQV03",
         user=None,
         content=b"token=jq_x",
-        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        headers={**SIGN_IN, "Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    "sign-in: without X-Requested-With (a cross-site form)": Case(
+        "POST", "/api/session", 403, "JQA02", user=None, body={"token": "jq_x"}
     ),
     "sign-in: body invalid UTF-8": Case(
-        "POST", "/api/session", 400, "JQV03", user=None, content=INVALID_UTF8
+        "POST",
+        "/api/session",
+        400,
+        "JQV03",
+        user=None,
+        content=INVALID_UTF8,
+        headers=SIGN_IN,
     ),
     # --- Authorization and Cookie headers
     **{

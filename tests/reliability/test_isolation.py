@@ -3,14 +3,16 @@
 Every public function of schema ``jobqueue`` that takes an ``actor`` must be listed in
 ``CALLS`` below with a way to aim it at another organization's data; a new function that is
 not listed fails :func:`test_every_actor_function_is_covered`, so it cannot skip the check
-unnoticed. Each call runs as the ``jobqueue_client`` role, as a user who is an admin of her
-own organization but has no access to ``bravo``; it must be refused or return nothing of
-``bravo``, and must change no row anywhere.
+unnoticed. Each call runs as a role holding ``jobqueue_client`` and ``jobqueue_admin``, as a
+user who is an admin of her own organization but has no access to ``bravo``; it must be
+refused or return nothing of ``bravo``, and must change no row anywhere. Which role may run
+which function is checked here too.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +124,10 @@ CALLS: dict[str, Aim] = {
         " actor => %(actor)s)",
         refuses=NOT_YOURS,
     ),
+    "list_tokens": Aim(
+        "SELECT * FROM jobqueue.list_tokens(user_id => 'bob', actor => %(actor)s)",
+        refuses=(errors.Forbidden,),
+    ),
     "revoke_token": Aim(
         "SELECT * FROM jobqueue.revoke_token(token_id => %(token)s, actor => %(actor)s)",
         lambda b: {"token": b.token_id},
@@ -215,7 +221,30 @@ WORKER_ONLY = {
     "fire_schedule",
     "describe_worker",
 }
-NO_ORGANIZATION_DATA = {"authenticate", "can_access", "latest_event_id"}
+NO_ORGANIZATION_DATA = {
+    "authenticate",
+    "can_access",
+    "latest_event_id",
+    "migration_status",
+    # Credentials: what a secret's own holder may know about it.
+    "create_session",
+    "end_session",
+    "check_credentials",
+}
+# Reads for a trusted service (the web process's event hub): every organization's events, as
+# any function called with actor NULL answers.
+SERVICE_READS = {"event_feed"}
+# User, organization, membership, token and job-type management: jobqueue_admin only.
+ADMIN_ONLY = {
+    "create_organization",
+    "create_user",
+    "add_member",
+    "remove_member",
+    "create_token",
+    "revoke_token",
+    "register_job_type",
+    "set_job_type_enabled",
+}
 
 
 def public_functions(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
@@ -247,9 +276,18 @@ def bravo(client: Client, dsn: str) -> Bravo:
 
 @pytest.fixture
 def as_client(dsn: str) -> Iterator[psycopg.Connection[Any]]:
-    with jobqueue_db.connect(dsn, autocommit=True) as conn:
-        conn.execute("SET ROLE jobqueue_client")
-        yield conn
+    """A session of a role holding jobqueue_client and jobqueue_admin (every function with an
+    actor), so that only the actor decides what it may do. Roles are the cluster's: the name
+    is unique to this test, and the role goes with it."""
+    role = f"jq_isolation_{uuid.uuid4().hex[:12]}"
+    with jobqueue_db.connect(dsn, autocommit=True) as owner:
+        owner.execute(f"CREATE ROLE {role} NOLOGIN IN ROLE jobqueue_client, jobqueue_admin")
+        try:
+            with jobqueue_db.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"SET ROLE {role}")
+                yield conn
+        finally:
+            owner.execute(f"DROP ROLE {role}")
 
 
 @pytest.fixture
@@ -263,7 +301,10 @@ def test_every_public_function_is_classified(as_owner: psycopg.Connection[Any]) 
     with_actor = {name for name, args in functions.items() if "actor" in args}
     without = set(functions) - with_actor
     assert with_actor - CALLS.keys() == set(), "add the new function to CALLS"
-    assert without - WORKER_ONLY - NO_ORGANIZATION_DATA == set(), "classify the new function"
+    assert without - WORKER_ONLY - NO_ORGANIZATION_DATA - SERVICE_READS == set(), (
+        "classify the new function"
+    )
+    assert ADMIN_ONLY <= with_actor
 
 
 def check_refused_or_empty(
@@ -336,6 +377,21 @@ def test_the_client_role_cannot_touch_any_table(
             as_client.execute(f"SELECT 1 FROM {table} LIMIT 1")  # names from the catalog
 
 
+def test_the_admin_and_worker_roles_run_their_functions_only(
+    as_owner: psycopg.Connection[Any],
+) -> None:
+    rows = as_owner.execute(
+        "SELECT p.proname, has_function_privilege('jobqueue_admin', p.oid, 'EXECUTE'),"
+        "       has_function_privilege('jobqueue_worker', p.oid, 'EXECUTE')"
+        " FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = 'jobqueue' AND p.prokind = 'f'"
+    ).fetchall()
+    assert {name for name, admin, _ in rows if admin} == ADMIN_ONLY
+    worker = {name for name, _, ok in rows if ok}
+    assert not worker & ADMIN_ONLY and not any(name.startswith("_") for name in worker)
+    assert WORKER_ONLY <= worker
+
+
 def test_the_client_role_runs_the_public_api_but_no_internal_function(
     as_owner: psycopg.Connection[Any], as_client: psycopg.Connection[Any]
 ) -> None:
@@ -349,10 +405,14 @@ def test_the_client_role_runs_the_public_api_but_no_internal_function(
     public = {name: ok for _, name, ok in rows if not name.startswith("_")}
     assert internal, "the engine has internal helpers"
     assert [sig for sig, ok in internal if ok] == []
-    assert {n for n, ok in public.items() if ok} == set(public) - WORKER_ONLY
-    assert {n for n, ok in public.items() if not ok} == WORKER_ONLY
+    assert {n for n, ok in public.items() if ok} == set(public) - WORKER_ONLY - ADMIN_ONLY
+    assert {n for n, ok in public.items() if not ok} == WORKER_ONLY | ADMIN_ONLY
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         as_client.execute("SELECT jobqueue._is_admin(NULL)")
+    as_client.execute("RESET ROLE")
+    as_client.execute("SET ROLE jobqueue_client")
+    with pytest.raises(errors.RoleNotPermitted), jobqueue_db.translated():
+        as_client.execute("SELECT * FROM jobqueue.create_user('mallory', true)")
     # The public API works for that role.
     assert as_client.execute("SELECT jobqueue.can_access('nobody', 'nowhere')").fetchone() == (
         False,

@@ -130,6 +130,13 @@ def test_a_bad_expression_or_zone_from_psql_is_refused_and_writes_nothing(
     assert owner.execute("SELECT count(*) FROM jobqueue.event").fetchone() == (0,)
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
 @pytest.mark.parametrize(
     ("settings", "error"),
     [
@@ -140,6 +147,9 @@ def test_a_bad_expression_or_zone_from_psql_is_refused_and_writes_nothing(
         ({"grace": timedelta(0)}, errors.InvalidArgument),
         ({"priority": 5000}, errors.InvalidArgument),
         ({"organization": "initech"}, errors.OrganizationNotFound),
+        # The submit paths' depth limit: a tick's job could not be submitted.
+        ({"params": _nested(101)}, errors.InvalidArgument),
+        ({"params": ["not", "an", "object"]}, errors.InvalidParams),
     ],
 )
 def test_bad_settings_are_refused(
