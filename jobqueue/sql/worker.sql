@@ -348,6 +348,9 @@ BEGIN
     FROM jobqueue._outcome_items(outcomes) AS x
     LEFT JOIN jobqueue.job AS j ON j.id = x.job_id
     WHERE a.job_id = x.job_id AND a.attempt = x.attempt AND a.late_outcome IS NULL
+      -- The batch's ids as an index condition: planned while the attempt table looked empty,
+      -- the join otherwise walks every attempt row once per item.
+      AND a.job_id = ANY (v_batch)
       AND (x.repeated OR j.id IS NULL OR j.status <> 'running' OR j.attempt <> x.attempt);
 
     -- Then every accepted outcome in one statement, so the lifecycle trigger runs once for
@@ -374,6 +377,7 @@ BEGIN
             traceback = left(d.traceback, 100000)
         FROM decided AS d
         WHERE d.accepted AND a.job_id = d.job_id AND a.attempt = d.attempt
+          AND a.job_id = ANY (v_batch)
     ), jobs AS (
         UPDATE jobqueue.job AS j
         SET status = d.next_status,
@@ -407,6 +411,7 @@ BEGIN
     DELETE FROM procrastinate_jobs AS p
     USING jobqueue.attempt AS a, jobqueue._outcome_items(outcomes) AS x
     WHERE a.job_id = x.job_id AND a.attempt = x.attempt AND p.id = a.procrastinate_job_id
+      AND a.job_id = ANY (v_batch)
       AND p.status = 'doing';
 END
 $$;
