@@ -19,7 +19,7 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from jobqueue import calls, db
+from jobqueue import calls, capacity, db
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -110,6 +110,15 @@ class Client:
     job_checkpoint = _sync(calls.job_checkpoint)
     rescue_attempts = _sync(calls.rescue_attempts)
     cleanup_batch = _sync(calls.cleanup_batch)
+    pause_queue = _sync(capacity.pause_queue)
+    resume_queue = _sync(capacity.resume_queue)
+    set_queue_limits = _sync(capacity.set_queue_limits)
+    set_organization_limits = _sync(capacity.set_organization_limits)
+    set_job_type_limits = _sync(capacity.set_job_type_limits)
+    set_job_priority = _sync(capacity.set_job_priority)
+    list_queues = _sync(capacity.list_queues)
+    list_queue_usage = _sync(capacity.list_queue_usage)
+    list_job_type_limits = _sync(capacity.list_job_type_limits)
 
 
 class AsyncClient:
@@ -187,3 +196,12 @@ class AsyncClient:
     job_checkpoint = _async(calls.job_checkpoint)
     rescue_attempts = _async(calls.rescue_attempts)
     cleanup_batch = _async(calls.cleanup_batch)
+    pause_queue = _async(capacity.pause_queue)
+    resume_queue = _async(capacity.resume_queue)
+    set_queue_limits = _async(capacity.set_queue_limits)
+    set_organization_limits = _async(capacity.set_organization_limits)
+    set_job_type_limits = _async(capacity.set_job_type_limits)
+    set_job_priority = _async(capacity.set_job_priority)
+    list_queues = _async(capacity.list_queues)
+    list_queue_usage = _async(capacity.list_queue_usage)
+    list_job_type_limits = _async(capacity.list_job_type_limits)
