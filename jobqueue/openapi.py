@@ -11,6 +11,8 @@ from jobqueue.openapi_schemas import (
     BIGINT_MAX,
     JOB_ID,
     NAME,
+    PRIORITY,
+    QUEUE,
     SCHEMAS,
     STATUSES,
     TIMESTAMP,
@@ -75,6 +77,20 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 
 
 JOB_PATH_PARAM = {"name": "job_id", "in": "path", "required": True, "schema": JOB_ID}
+QUEUE_PATH_PARAM = {"name": "queue", "in": "path", "required": True, "schema": QUEUE}
+ORGANIZATION_PATH_PARAM = {"name": "organization", "in": "path", "required": True, "schema": NAME}
+TYPE_PATH_PARAM = {"name": "name", "in": "path", "required": True, "schema": NAME}
+
+
+def _list_of(key: str, schema: str, description: str) -> dict[str, Any]:
+    return _json(
+        {
+            "type": "object",
+            "required": [key],
+            "properties": {key: {"type": "array", "items": _ref(schema)}},
+        },
+        description,
+    )
 
 
 _JOB = _json(_ref("Job"), "The job.")
@@ -216,6 +232,82 @@ PATHS: dict[str, Any] = {
                 "The attempts.",
             ),
             parameters=[JOB_PATH_PARAM],
+        )
+    },
+    "/api/jobs/{job_id}/priority": {
+        "post": _operation(
+            "Change the priority of a job that has not started (409 once it has)",
+            _JOB,
+            parameters=[JOB_PATH_PARAM],
+            body={
+                "type": "object",
+                "required": ["priority"],
+                "additionalProperties": False,
+                "properties": {"priority": PRIORITY},
+            },
+        )
+    },
+    "/api/queues": {
+        "get": _operation(
+            "Every queue: pause, caps, and the running and queued jobs the caller may see",
+            _list_of("queues", "Queue", "Queues."),
+        )
+    },
+    "/api/queue-usage": {
+        "get": _operation(
+            "Each organization the caller may see in each queue: pauses, cap, weight, jobs",
+            _list_of("usage", "QueueUsage", "Organizations in queues."),
+            parameters=[
+                _query("queue", NAME, "Only this queue."),
+                _query("organization", NAME, "Only this organization."),
+            ],
+        )
+    },
+    "/api/queues/{queue}/pause": {
+        "post": _operation(
+            "Pause a queue, for every organization (admins) or one (its admins); running"
+            " jobs finish",
+            _json(_ref("QueuePause"), "Paused."),
+            parameters=[QUEUE_PATH_PARAM],
+            body=_ref("PauseTarget"),
+        )
+    },
+    "/api/queues/{queue}/resume": {
+        "post": _operation(
+            "Resume a paused queue; its waiting jobs start at once",
+            _json(_ref("QueuePause"), "Resumed."),
+            parameters=[QUEUE_PATH_PARAM],
+            body=_ref("PauseTarget"),
+        )
+    },
+    "/api/queues/{queue}/limits": {
+        "post": _operation(
+            "Set the queue's caps on running jobs (admins); null is no cap",
+            _json(_ref("QueueSettings"), "The queue's settings."),
+            parameters=[QUEUE_PATH_PARAM],
+            body=_ref("QueueLimits"),
+        )
+    },
+    "/api/queues/{queue}/organizations/{organization}/limits": {
+        "post": _operation(
+            "Set one organization's cap and weight in the queue (admins)",
+            _json(_ref("OrganizationSettings"), "The organization's settings."),
+            parameters=[QUEUE_PATH_PARAM, ORGANIZATION_PATH_PARAM],
+            body=_ref("OrganizationLimits"),
+        )
+    },
+    "/api/job-types/{name}/limits": {
+        "post": _operation(
+            "Set a job type's running cap and start limit (admins)",
+            _json(_ref("JobTypeSettings"), "The type's limits."),
+            parameters=[TYPE_PATH_PARAM],
+            body=_ref("JobTypeLimits"),
+        )
+    },
+    "/api/job-type-limits": {
+        "get": _operation(
+            "Every job type's running cap and start limit",
+            _list_of("job_type_limits", "JobTypeSettings", "Limits."),
         )
     },
     "/api/metrics": {
