@@ -182,6 +182,10 @@ async def workers_page(request: Request) -> Response:
     return await _page(request, "workers.html")
 
 
+async def queues_page(request: Request) -> Response:
+    return await _page(request, "queues.html")
+
+
 async def _bulk_body(request: Request) -> dict[str, str | None]:
     from jobqueue.api import read_json
 
@@ -225,6 +229,7 @@ routes: list[BaseRoute] = [
     Route("/jobs/{job_id}", job_page),
     Route("/types/{name:str}", job_type_page),
     Route("/workers", workers_page),
+    Route("/queues", queues_page),
     LiteralRoute("/api/jobs/bulk-cancel", bulk_cancel, methods=["POST"]),
     LiteralRoute("/api/jobs/bulk-retry", bulk_retry, methods=["POST"]),
     LiteralRoute("/api/workers", workers),
