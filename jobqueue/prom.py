@@ -14,7 +14,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobqueue import calls, errors
+from jobqueue import calls, errors, prom_capacity
 from jobqueue.auth import identify
 from jobqueue.client import AsyncClient
 from jobqueue.settings import Settings
@@ -92,4 +92,8 @@ async def metrics(request: Request) -> Response:
     counts = await client.run(job_counts(actor))
     document = await client.metrics(actor=actor)
     body = render(counts, document, hub.subscriber_count)
+    # Pauses, caps and each organization's use of its queues (prom_capacity.py).
+    queues = await client.list_queues(actor=actor)
+    usage = await client.list_queue_usage(actor=actor)
+    body += prom_capacity.render(queues, usage)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -154,3 +154,28 @@ async def test_priority_and_own_settings_over_http(dsn: str, world_client: World
             409,
             "JQC02",
         )
+
+
+async def test_metrics_export_usage_against_caps_and_pauses(dsn: str, world_client: World) -> None:
+    """/metrics has each organization's running and queued jobs, its cap and pause state."""
+    with Client(dsn) as client:
+        client.submit_job("echo", {"n": 1}, organization="org-a")
+        client.submit_job("echo", {"n": 2}, organization="org-a")
+        client.set_queue_limits("default", concurrency=8, organization_concurrency=3)
+        client.pause_queue("default", organization="org-b")
+        client.set_organization_limits("default", "org-b", concurrency=1, weight=2)
+    async with asgi_client(settings_for(dsn)) as http:
+        text = (await http.get("/metrics", headers=bearer(world_client.admin))).text
+    lines = set(text.splitlines())
+    assert 'jobqueue_queue_paused{queue="default"} 0.0' in lines
+    assert 'jobqueue_queue_concurrency_limit{queue="default"} 8.0' in lines
+    assert 'jobqueue_queue_organization_concurrency_limit{queue="default"} 3.0' in lines
+    assert 'jobqueue_queue_queued{queue="default"} 2.0' in lines
+    a = 'organization="org-a",queue="default"'
+    b = 'organization="org-b",queue="default"'
+    assert f"jobqueue_organization_queued{{{a}}} 2.0" in lines
+    assert f"jobqueue_organization_running{{{a}}} 0.0" in lines
+    assert f"jobqueue_organization_concurrency_limit{{{a}}} 3.0" in lines
+    assert f"jobqueue_organization_concurrency_limit{{{b}}} 1.0" in lines
+    assert f"jobqueue_organization_weight{{{b}}} 2.0" in lines
+    assert f"jobqueue_organization_paused{{{b}}} 1.0" in lines
