@@ -9,8 +9,12 @@
 -- probe each and walks each one's jobs from the head. A job enters it when submitted (or
 -- released, or retried) and leaves it when it starts, which writes no entry here: the row's
 -- new version is outside the predicate.
+-- "organization_id > 0" holds for every job (identities start at 1): only a query that
+-- repeats it may use the index. Without it, a lookup of runnable jobs by id (the claim's
+-- start of its jobs) matched the predicate, and a plan made before the table was analyzed
+-- walked this whole index to find ten ids.
 CREATE INDEX job_runnable_idx ON jobqueue.job (queue, organization_id, priority DESC, id)
-    WHERE status IN ('queued', 'retrying');
+    WHERE status IN ('queued', 'retrying') AND organization_id > 0;
 
 -- A queue's controls. A row exists only for a queue that has been paused or capped.
 CREATE TABLE jobqueue.queue_policy (

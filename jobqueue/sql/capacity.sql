@@ -47,7 +47,8 @@ BEGIN
         OR EXISTS (SELECT FROM jobqueue.queue_policy AS p WHERE p.queue = p_queue)
         OR EXISTS (SELECT FROM jobqueue.organization_policy AS p WHERE p.queue = p_queue)
         OR EXISTS (SELECT FROM jobqueue.job AS j
-                   WHERE j.queue = p_queue AND j.status IN ('queued', 'retrying'))
+                   WHERE j.queue = p_queue AND j.status IN ('queued', 'retrying')
+                     AND j.organization_id > 0)
     ) THEN
         RAISE EXCEPTION 'no queue named %', coalesce('"' || left(p_queue, 50) || '"', '(null)')
             USING ERRCODE = 'JQN05';

@@ -55,6 +55,7 @@ END
 $$;
 
 -- The queues that have runnable jobs, from job_runnable_idx: one index probe per queue.
+-- (Every query of that index repeats its "organization_id > 0", which makes it usable.)
 CREATE OR REPLACE FUNCTION jobqueue._runnable_queues() RETURNS text[]
 LANGUAGE plpgsql STABLE
 SET search_path = jobqueue, pg_catalog
@@ -64,11 +65,12 @@ BEGIN
     RETURN (
         WITH RECURSIVE q AS (
             (SELECT j.queue FROM jobqueue.job AS j
-             WHERE j.status IN ('queued', 'retrying')
+             WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
              ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1)
             UNION ALL
             SELECT (SELECT j.queue FROM jobqueue.job AS j
-                    WHERE j.status IN ('queued', 'retrying') AND j.queue > q.queue
+                    WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
+                      AND j.queue > q.queue
                     ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1)
             FROM q WHERE q.queue IS NOT NULL
         )
@@ -96,12 +98,13 @@ BEGIN
             WITH RECURSIVE f AS (
                 (SELECT j.queue, j.organization_id, j.priority, j.id FROM jobqueue.job AS j
                  WHERE j.queue = v_queue AND j.status IN ('queued', 'retrying')
+                   AND j.organization_id > 0
                  ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1)
                 UNION ALL
                 SELECT n.queue, n.organization_id, n.priority, n.id
                 FROM f CROSS JOIN LATERAL (
                     SELECT j.queue, j.organization_id, j.priority, j.id FROM jobqueue.job AS j
-                    WHERE j.status IN ('queued', 'retrying')
+                    WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
                       AND (j.queue, j.organization_id) > (v_queue, f.organization_id)
                     ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1
                 ) AS n
@@ -250,7 +253,7 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT j.id, j.priority, j.job_type FROM jobqueue.job AS j
                 WHERE j.queue = c.queue AND j.organization_id = c.org
-                  AND j.status IN ('queued', 'retrying')
+                  AND j.status IN ('queued', 'retrying') AND j.organization_id > 0
                   AND CASE j.status WHEN 'queued' THEN j.run_at ELSE j.next_retry_at END
                       <= now()
                 ORDER BY j.queue, j.organization_id, j.priority DESC, j.id
@@ -356,8 +359,8 @@ $$;
 -- the FIFO walk of _claimable_vehicles, whose order is then also fair. Otherwise the fair
 -- claim, whose shares (the competing flows) _record_service books once the jobs started.
 -- Telling the two apart costs a lock, a look at the (small) policy tables and two probes of
--- job_runnable_idx per queue: the organizations of the first (queue, organization) entry and
--- of the next one past it.
+-- job_runnable_idx per queue: the organizations of the last (queue, organization) entry and
+-- of the one before it.
 CREATE OR REPLACE FUNCTION jobqueue._choose_vehicles(
     p_queues character varying[], p_max_count integer,
     OUT vehicle_ids bigint[], OUT shares jsonb
@@ -385,16 +388,19 @@ BEGIN
     -- in the recount or under the cap it reads.
     LOCK TABLE jobqueue.queue_policy IN ROW SHARE MODE;
     v_rules := jobqueue._capacity_rules(v_queues);
+    -- The probes read job_runnable_idx backwards: a queue's last entries are its newest
+    -- jobs, still waiting, where its first are those claims just took, whose entries stay
+    -- in the index until vacuum and would be stepped over on every claim of a drain.
     IF NOT v_rules AND v_queues IS NULL THEN
         SELECT j.queue, j.organization_id INTO v_queue, v_org FROM jobqueue.job AS j
-        WHERE j.status IN ('queued', 'retrying')
-        ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1;
+        WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
+        ORDER BY j.queue DESC, j.organization_id DESC, j.priority, j.id DESC LIMIT 1;
         WHILE v_queue IS NOT NULL AND NOT v_fair LOOP
             SELECT j.queue, j.organization_id INTO v_next_queue, v_next_org
             FROM jobqueue.job AS j
-            WHERE j.status IN ('queued', 'retrying')
-              AND (j.queue, j.organization_id) > (v_queue, v_org)
-            ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1;
+            WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
+              AND (j.queue, j.organization_id) < (v_queue, v_org)
+            ORDER BY j.queue DESC, j.organization_id DESC, j.priority, j.id DESC LIMIT 1;
             EXIT WHEN NOT FOUND;
             v_fair := v_next_org <> v_org;
             v_queue := v_next_queue;
@@ -403,16 +409,17 @@ BEGIN
         FOREACH v_next_queue IN ARRAY v_queues LOOP
             SELECT j.organization_id INTO v_next_org FROM jobqueue.job AS j
             WHERE j.queue = v_next_queue AND j.status IN ('queued', 'retrying')
-            ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1;
+              AND j.organization_id > 0
+            ORDER BY j.queue DESC, j.organization_id DESC, j.priority, j.id DESC LIMIT 1;
             CONTINUE WHEN NOT FOUND;
             v_fair := v_next_org <> coalesce(v_org, v_next_org);
             EXIT WHEN v_fair;
             v_org := v_next_org;
-            -- Not "queue = ..." as well: with it the scan starts at the queue's first entry.
+            -- Not "queue = ..." as well: with it the scan starts at the queue's last entry.
             SELECT j.queue INTO v_queue FROM jobqueue.job AS j
-            WHERE j.status IN ('queued', 'retrying')
-              AND (j.queue, j.organization_id) > (v_next_queue, v_next_org)
-            ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1;
+            WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
+              AND (j.queue, j.organization_id) < (v_next_queue, v_next_org)
+            ORDER BY j.queue DESC, j.organization_id DESC, j.priority, j.id DESC LIMIT 1;
             v_fair := v_queue IS NOT DISTINCT FROM v_next_queue;
             EXIT WHEN v_fair;
         END LOOP;

@@ -324,3 +324,15 @@ def test_concurrent_claimers_never_pass_a_cap(
     assert over == []
     done = conn.execute("SELECT count(*) AS n FROM jobqueue.job WHERE status = 'completed'")
     assert done.fetchone() == {"n": 120}
+
+
+@pytest.mark.parametrize("queues", [None, ["default", "other"]])
+def test_organizations_in_different_queues_also_take_turns(
+    setup: Client, conn: psycopg.Connection[Any], queues: list[str] | None
+) -> None:
+    make_job_type(setup, "elsewhere", queue="other", max_retries=0)
+    submit(setup, "alpha", 20)
+    submit(setup, "bravo", 2, job_type="elsewhere")
+    worker = register_worker(conn)
+
+    assert Counter(orgs(claim(conn, worker, 4, queues))) == {"alpha": 2, "bravo": 2}
