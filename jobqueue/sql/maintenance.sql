@@ -152,6 +152,9 @@ BEGIN
 
     DELETE FROM jobqueue.rate_counter AS r
     WHERE r.window_start < now() - interval '1 day';
+    -- Start limits' windows (claim.sql) are at most a day long, like rate limits'.
+    DELETE FROM jobqueue.start_counter AS c
+    WHERE c.window_start < now() - interval '1 day';
 
     RETURN v_jobs + v_events + v_vehicles + v_orphans;
 END
