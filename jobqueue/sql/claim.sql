@@ -9,9 +9,8 @@
 --            _fair_vehicles(queues, n, rules)   -- round robin across organizations, weighted,
 --                                                  within caps, pauses and start limits
 --            _record_service(shares, job_ids)   -- the round robin's memory, after the start
---            _capacity_rules(queues), _runnable_queues(),
---            _runnable_flows(queues), _scope_key(kind, name, id)
---            _capacity_tracked(), _track_running(started, stopped)  -- from the lifecycle trigger
+--            _capacity_rules(queues), _scope_key(kind, name, id)
+--            _track_running(started, stopped)  -- from the lifecycle trigger
 --            _admits_start(queue, organization_id, job_type)         -- procrastinate's own fetch
 --            _recount_running()                 -- capacity.sql, when caps change
 -- Fairness:  a flow is one organization's runnable jobs in one queue. Its place in the round
@@ -51,67 +50,6 @@ BEGIN
                    WHERE (p_queues IS NULL OR p.queue = ANY (p_queues))
                      AND (p.paused OR p.concurrency IS NOT NULL))
         OR EXISTS (SELECT FROM jobqueue.job_type_policy);
-END
-$$;
-
--- The queues that have runnable jobs, from job_runnable_idx: one index probe per queue.
--- (Every query of that index repeats its "organization_id > 0", which makes it usable.)
-CREATE OR REPLACE FUNCTION jobqueue._runnable_queues() RETURNS text[]
-LANGUAGE plpgsql STABLE
-SET search_path = jobqueue, pg_catalog
-SET enable_sort = off  -- job_runnable_idx gives the order
-AS $$
-BEGIN
-    RETURN (
-        WITH RECURSIVE q AS (
-            (SELECT j.queue FROM jobqueue.job AS j
-             WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
-             ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1)
-            UNION ALL
-            SELECT (SELECT j.queue FROM jobqueue.job AS j
-                    WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
-                      AND j.queue > q.queue
-                    ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1)
-            FROM q WHERE q.queue IS NOT NULL
-        )
-        SELECT coalesce(array_agg(q.queue), '{}') FROM q WHERE q.queue IS NOT NULL);
-END
-$$;
-
--- Every (queue, organization) with runnable jobs in these queues, with the first entry of its
--- jobs in claim order: a loose scan of job_runnable_idx, one probe per organization.
-CREATE OR REPLACE FUNCTION jobqueue._runnable_flows(p_queues text[])
-RETURNS TABLE (queue text, organization_id bigint, priority integer, job_id bigint)
-LANGUAGE plpgsql STABLE ROWS 10
-SET search_path = jobqueue, pg_catalog
-SET plan_cache_mode = force_generic_plan
-SET enable_seqscan = off
-SET enable_bitmapscan = off
-SET jit = off
-SET enable_sort = off  -- job_runnable_idx gives the order
-AS $$
-DECLARE
-    v_queue text;
-BEGIN
-    FOREACH v_queue IN ARRAY coalesce(p_queues, jobqueue._runnable_queues()) LOOP
-        RETURN QUERY
-            WITH RECURSIVE f AS (
-                (SELECT j.queue, j.organization_id, j.priority, j.id FROM jobqueue.job AS j
-                 WHERE j.queue = v_queue AND j.status IN ('queued', 'retrying')
-                   AND j.organization_id > 0
-                 ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1)
-                UNION ALL
-                SELECT n.queue, n.organization_id, n.priority, n.id
-                FROM f CROSS JOIN LATERAL (
-                    SELECT j.queue, j.organization_id, j.priority, j.id FROM jobqueue.job AS j
-                    WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
-                      AND (j.queue, j.organization_id) > (v_queue, f.organization_id)
-                    ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1
-                ) AS n
-                WHERE n.queue = v_queue
-            )
-            SELECT f.queue, f.organization_id, f.priority, f.id FROM f;
-    END LOOP;
 END
 $$;
 
@@ -157,11 +95,59 @@ DECLARE
     v_left integer;
     v_round integer := 1;
     v_full boolean;
+    v_one text;
+    v_more bigint[];
+    v_cq text[];
+    v_co bigint[];
+    v_cs double precision[];
+    v_cw integer[];
 BEGIN
-    SELECT array_agg(f.queue), array_agg(f.organization_id), array_agg(f.priority),
-           array_agg(f.job_id)
-    INTO v_fq, v_fo, v_fp, v_fh
-    FROM jobqueue._runnable_flows(p_queues) AS f;
+    -- Every (queue, organization) with runnable jobs, with the first of its jobs in claim
+    -- order: a loose scan of job_runnable_idx, one probe per organization. (Every query of
+    -- that index repeats its "organization_id > 0", which makes it usable.)
+    IF p_queues IS NULL THEN
+        WITH RECURSIVE f AS (
+            (SELECT j.queue, j.organization_id, j.priority, j.id FROM jobqueue.job AS j
+             WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
+             ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1)
+            UNION ALL
+            SELECT n.queue, n.organization_id, n.priority, n.id
+            FROM f CROSS JOIN LATERAL (
+                SELECT j.queue, j.organization_id, j.priority, j.id FROM jobqueue.job AS j
+                WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
+                  AND (j.queue, j.organization_id) > (f.queue, f.organization_id)
+                ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1
+            ) AS n
+        )
+        SELECT array_agg(f.queue), array_agg(f.organization_id), array_agg(f.priority),
+               array_agg(f.id)
+        INTO v_fq, v_fo, v_fp, v_fh
+        FROM f;
+    ELSE
+        FOREACH v_one IN ARRAY p_queues LOOP
+            WITH RECURSIVE f AS (
+                (SELECT j.queue, j.organization_id, j.priority, j.id FROM jobqueue.job AS j
+                 WHERE j.queue = v_one AND j.status IN ('queued', 'retrying')
+                   AND j.organization_id > 0
+                 ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1)
+                UNION ALL
+                SELECT n.queue, n.organization_id, n.priority, n.id
+                FROM f CROSS JOIN LATERAL (
+                    -- Not "queue = ..." as well: with it the scan starts at the queue's
+                    -- first entry.
+                    SELECT j.queue, j.organization_id, j.priority, j.id FROM jobqueue.job AS j
+                    WHERE j.status IN ('queued', 'retrying') AND j.organization_id > 0
+                      AND (j.queue, j.organization_id) > (v_one, f.organization_id)
+                    ORDER BY j.queue, j.organization_id, j.priority DESC, j.id LIMIT 1
+                ) AS n
+                WHERE n.queue = v_one
+            )
+            SELECT v_fq || array_agg(f.queue), v_fo || array_agg(f.organization_id),
+                   v_fp || array_agg(f.priority), v_fh || array_agg(f.id)
+            INTO v_fq, v_fo, v_fp, v_fh
+            FROM f;
+        END LOOP;
+    END IF;
 
     IF p_rules AND v_fq IS NOT NULL THEN
         -- Every capped scope this claim may start a job in, locked in one order; the counts
@@ -262,13 +248,57 @@ BEGIN
             WINDOW w AS (PARTITION BY c.queue, c.org ORDER BY j.priority DESC, j.id)
         )
         SELECT array_agg(c.id), array_agg(c.job_type), array_agg(c.queue), array_agg(c.org),
-               (SELECT jsonb_agg(jsonb_build_object('queue', h.queue, 'org', h.org,
-                                                    'share', h.share, 'weight', h.weight))
-                FROM chosen AS h),
-               bool_or(c.full)
-        INTO v_jobs, v_type, v_queue, v_org, shares, v_full
-        FROM (SELECT * FROM candidate ORDER BY candidate.priority DESC, candidate.key,
-                                               candidate.id) AS c;
+               bool_or(c.full),
+               (SELECT array_agg(h.queue) FROM chosen AS h),
+               (SELECT array_agg(h.org) FROM chosen AS h),
+               (SELECT array_agg(h.share) FROM chosen AS h),
+               (SELECT array_agg(h.weight) FROM chosen AS h)
+        INTO v_jobs, v_type, v_queue, v_org, v_full, v_cq, v_co, v_cs, v_cw
+        FROM (SELECT * FROM candidate
+              ORDER BY candidate.priority DESC, candidate.key, candidate.id) AS c;
+
+        IF NOT p_rules THEN
+            -- The candidates' vehicles, locked in claim order, and the round robin moved on
+            -- for the flows they belong to: no count is kept without caps, so no statement
+            -- but another claim's (which skips a row this one holds) locks these rows.
+            WITH locked AS (
+                SELECT v.id, c.queue, c.org, c.ord
+                FROM unnest(v_jobs, v_queue, v_org) WITH ORDINALITY AS c (job_id, queue, org, ord)
+                JOIN procrastinate_jobs AS v
+                    ON v.queueing_lock = 'jobqueue:' || c.job_id AND v.status = 'todo'
+                WHERE (v.scheduled_at IS NULL OR v.scheduled_at <= now())
+                  AND v.id <> ALL (vehicle_ids)
+                ORDER BY c.ord
+                LIMIT v_left
+                FOR UPDATE OF v SKIP LOCKED
+            ), served AS (
+                SELECT h.queue, h.org, h.share + count(*)::float8 / h.weight AS served
+                FROM locked AS l
+                JOIN unnest(v_cq, v_co, v_cs, v_cw) AS h (queue, org, share, weight)
+                    ON h.queue = l.queue AND h.org = l.org
+                GROUP BY h.queue, h.org, h.share, h.weight
+            ), inserted AS (
+                INSERT INTO jobqueue.queue_usage AS u (queue, organization_id, served)
+                SELECT s.queue, s.org, s.served FROM served AS s
+                ORDER BY s.queue, s.org
+                ON CONFLICT ON CONSTRAINT queue_usage_pkey DO NOTHING
+            ), updated AS (
+                UPDATE jobqueue.queue_usage AS u SET served = s.served
+                FROM served AS s
+                WHERE u.queue = s.queue AND u.organization_id = s.org AND u.served < s.served
+                  AND pg_try_advisory_xact_lock(jobqueue._scope_key('served', s.queue, s.org))
+            )
+            SELECT array_agg(l.id ORDER BY l.ord) INTO v_more FROM locked AS l;
+            vehicle_ids := vehicle_ids || coalesce(v_more, '{}');
+            v_left := p_max_count - cardinality(vehicle_ids);
+            EXIT;
+        END IF;
+        -- Under caps the service is booked after the jobs started (_record_service): the
+        -- counts of capped flows are locked first, by the lifecycle trigger, in key order.
+        SELECT jsonb_agg(jsonb_build_object('queue', h.queue, 'org', h.org, 'share', h.share,
+                                            'weight', h.weight))
+        INTO shares
+        FROM unnest(v_cq, v_co, v_cs, v_cw) AS h (queue, org, share, weight);
 
         IF p_rules AND v_jobs IS NOT NULL THEN
             -- Cut to the room left under start limits (per type and organization), type caps
@@ -324,8 +354,8 @@ BEGIN
                 ) AS x ORDER BY x.ord);
             v_left := p_max_count - cardinality(vehicle_ids);
         END IF;
-        -- Without caps the FIFO walk tops up a short claim; under caps, a second round.
-        EXIT WHEN NOT p_rules OR NOT coalesce(v_full, false);
+        -- Under caps, a short claim gets a second round; without, the FIFO walk below.
+        EXIT WHEN NOT coalesce(v_full, false);
         v_round := v_round + 1;
     END LOOP;
 
@@ -369,10 +399,10 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = jobqueue, procrastinate, pg_catalog
 SET plan_cache_mode = force_generic_plan
 -- Only job_runnable_idx gives the order these probes ask for; without sorts the planner
--- cannot pick an index by organization and filter its history instead. Nested calls inherit.
+-- cannot pick an index by organization and filter its history instead. Nested calls inherit
+-- this, and fetch_vehicles' sequential and bitmap scans off (each setting costs every call).
 SET enable_sort = off
-SET enable_seqscan = off
-SET enable_bitmapscan = off
+-- The policy tables are scanned, priced as disabled scans: over the JIT threshold.
 SET jit = off
 AS $$
 DECLARE
@@ -387,7 +417,15 @@ BEGIN
     -- A cap set while this claim runs waits for it (capacity.sql), so the claim's starts are
     -- in the recount or under the cap it reads.
     LOCK TABLE jobqueue.queue_policy IN ROW SHARE MODE;
-    v_rules := jobqueue._capacity_rules(v_queues);
+    -- _capacity_rules, inlined: this runs on every claim.
+    v_rules := EXISTS (SELECT FROM jobqueue.queue_policy AS p
+                       WHERE (v_queues IS NULL OR p.queue = ANY (v_queues))
+                         AND (p.paused OR p.concurrency IS NOT NULL
+                              OR p.organization_concurrency IS NOT NULL))
+            OR EXISTS (SELECT FROM jobqueue.organization_policy AS p
+                       WHERE (v_queues IS NULL OR p.queue = ANY (v_queues))
+                         AND (p.paused OR p.concurrency IS NOT NULL))
+            OR EXISTS (SELECT FROM jobqueue.job_type_policy);
     -- The probes read job_runnable_idx backwards: a queue's last entries are its newest
     -- jobs, still waiting, where its first are those claims just took, whose entries stay
     -- in the index until vacuum and would be stepped over on every claim of a drain.
@@ -467,21 +505,6 @@ BEGIN
 END
 $$;
 
--- Whether any running count or start count is kept: a cap on a queue, on organizations in a
--- queue, or any type policy.
-CREATE OR REPLACE FUNCTION jobqueue._capacity_tracked() RETURNS boolean
-LANGUAGE plpgsql STABLE
-SET search_path = jobqueue, pg_catalog
-AS $$
-BEGIN
-    RETURN EXISTS (SELECT FROM jobqueue.queue_policy AS p
-                   WHERE p.concurrency IS NOT NULL OR p.organization_concurrency IS NOT NULL)
-        OR EXISTS (SELECT FROM jobqueue.organization_policy AS p
-                   WHERE p.concurrency IS NOT NULL)
-        OR EXISTS (SELECT FROM jobqueue.job_type_policy);
-END
-$$;
-
 -- The counts after a statement started (queued|retrying -> running) and stopped (running ->
 -- anything) these jobs: running jobs per capped (queue, organization), capped queue and
 -- capped type, starts per start-limited (type, organization) and window. Called by the
@@ -502,7 +525,13 @@ BEGIN
     -- Taken before the caps are read: a cap being set waits for this transaction to end, and
     -- its recount then sees these changes (capacity.sql).
     LOCK TABLE jobqueue.queue_policy IN ROW SHARE MODE;
-    IF NOT jobqueue._capacity_tracked() THEN
+    -- Whether any count is kept: a cap on a queue or on organizations in a queue, or any
+    -- type policy. It runs for every statement that starts or ends jobs.
+    IF NOT (EXISTS (SELECT FROM jobqueue.queue_policy AS p
+                    WHERE p.concurrency IS NOT NULL OR p.organization_concurrency IS NOT NULL)
+            OR EXISTS (SELECT FROM jobqueue.organization_policy AS p
+                       WHERE p.concurrency IS NOT NULL)
+            OR EXISTS (SELECT FROM jobqueue.job_type_policy)) THEN
         RETURN;
     END IF;
     WITH moved AS (
