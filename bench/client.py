@@ -7,6 +7,9 @@ Actions, each printing one JSON object on its last stdout line:
   ``--batch`` jobs (``--mode batch``), keys from ``--first-key``; reports the seconds taken;
 * ``latency``: with a worker running, submit ``--count`` jobs one at a time, each after the
   previous one's handler started (read from ``--marks``), and report when each submit returned;
+* ``fill``: enqueue ``--count`` jobs of ``--tenant`` in batches (the noisy neighbour's backlog);
+* ``trickle``: submit ``--count`` jobs of ``--tenant`` every ``--gap`` seconds without waiting,
+  then wait for their handlers, and report when each submit returned;
 * ``versions``: the Python and package versions this interpreter has for the system.
 """
 
@@ -57,6 +60,45 @@ async def _wait_for(reader: MarkReader, key: int, timeout: float) -> bool:
     return True
 
 
+async def _trickle(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    """Submit ``--count`` jobs of tenant ``--tenant``, one every ``--gap`` seconds on a fixed
+    cadence (not waiting for any to start), keys from ``--first-key``; then wait up to
+    ``--timeout`` seconds for their handlers to start. Reports when each submit returned."""
+    reader = MarkReader(Path(args.marks))
+    submitted: list[tuple[int, int, int]] = []
+    await adapter.open_client(args.dsn)
+    try:
+        start = time.monotonic()
+        for i in range(args.count):
+            key = args.first_key + i
+            before = time.monotonic_ns()
+            await adapter.enqueue_one_as(key, args.tenant)
+            submitted.append((key, before, time.monotonic_ns()))
+            await asyncio.sleep(max(0.0, start + (i + 1) * args.gap - time.monotonic()))
+        deadline = time.monotonic() + args.timeout
+        pending = {key for key, _, _ in submitted}
+        while pending and time.monotonic() < deadline:
+            pending -= {m.key for m in reader.poll()}
+            await asyncio.sleep(0.01)
+    finally:
+        await adapter.close_client()
+    return {"submitted": submitted}
+
+
+async def _fill(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
+    """Enqueue ``--count`` jobs of tenant ``--tenant`` in batches of ``--batch``."""
+    await adapter.open_client(args.dsn)
+    try:
+        keys = list(range(args.first_key, args.first_key + args.count))
+        start = time.perf_counter()
+        for i in range(0, len(keys), args.batch):
+            await adapter.enqueue_batch_as(keys[i : i + args.batch], args.tenant)
+        seconds = time.perf_counter() - start
+    finally:
+        await adapter.close_client()
+    return {"count": len(keys), "seconds": seconds}
+
+
 async def _latency(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
     reader = MarkReader(Path(args.marks))
     submitted: list[tuple[int, int, int]] = []
@@ -98,13 +140,19 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         return await _enqueue(adapter, args)
     if args.action == "latency":
         return await _latency(adapter, args)
+    if args.action == "trickle":
+        return await _trickle(adapter, args)
+    if args.action == "fill":
+        return await _fill(adapter, args)
     return _versions(adapter)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.client")
     parser.add_argument("system")
-    parser.add_argument("action", choices=["install", "enqueue", "latency", "versions"])
+    parser.add_argument(
+        "action", choices=["install", "enqueue", "latency", "trickle", "fill", "versions"]
+    )
     parser.add_argument("--dsn", default="")
     parser.add_argument("--mode", choices=["single", "batch"], default="single")
     parser.add_argument("--count", type=int, default=0)
@@ -113,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--marks", default="")
     parser.add_argument("--gap", type=float, default=0.005, help="seconds between submits")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait per job")
+    parser.add_argument("--tenant", default="a", help="whose jobs (trickle, fill)")
     args = parser.parse_args(argv)
     print(json.dumps(asyncio.run(_run(args))), flush=True)
 

@@ -1,4 +1,5 @@
-"""``drain.png``: drain throughput per system and number of worker processes."""
+"""``drain.png``: drain throughput per system and number of worker processes; ``noisy.png``:
+the noisy neighbour's pick-up latency of each of B's jobs, per system."""
 
 from __future__ import annotations
 
@@ -50,6 +51,40 @@ def drain_plot(
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def noisy_plot(
+    results: dict[str, list[dict[str, Any]]], labels: dict[str, str], title: str, path: Path
+) -> Path | None:
+    """B's pick-up latency, job by job in submit order, behind A's backlog (solid) and alone
+    (dotted), log scale. None when there is nothing to plot or matplotlib is not installed."""
+    rounds = {name: rows[0] for name, rows in results.items() if rows}
+    if not rounds:
+        return None
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for i, (name, row) in enumerate(rounds.items()):
+        color = f"C{i}"
+        ax.plot(row["samples_ms"], color=color, label=labels[name])
+        ax.plot(row["idle_samples_ms"], color=color, linestyle=":", linewidth=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("B's jobs, in the order submitted (dotted: B alone on an idle queue)")
+    ax.set_ylabel("pick-up latency (ms)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -46,6 +46,16 @@ def figures(system: System, processes: Iterable[int]) -> dict[str, float | bool 
         samples = [s for x in latency for s in x["samples_ms"]]
         for pct in (50, 95, 99):
             out[f"latency_p{pct}_ms"] = percentile(samples, pct)
+    if noisy := r.get("noisy"):
+        b = [s for x in noisy for s in x["samples_ms"]]
+        idle = [s for x in noisy for s in x["idle_samples_ms"]]
+        for pct in (50, 99):
+            out[f"noisy_b_p{pct}_ms"] = percentile(b, pct)
+            out[f"noisy_idle_p{pct}_ms"] = percentile(idle, pct)
+        out["noisy_a_drain_per_s"] = _median_of(noisy, "a_per_second")
+        out["noisy_a_left_at_b_end"] = _median_of(noisy, "a_left_at_b_end")
+        if any(x["timed_out"] for x in noisy):
+            out["noisy_a_drain_per_s_partial"] = True
     if history := r.get("history"):
         out["history_enqueue_single_per_s"] = _median_of(history, "enqueue_single_per_second")
         out["history_enqueue_batch_per_s"] = _median_of(history, "enqueue_batch_per_second")

@@ -15,7 +15,7 @@ from typing import Any
 from bench import report, results, systems
 from bench.context import Bench, System
 from bench.machine import machine_info
-from bench.plot import drain_plot
+from bench.plot import drain_plot, noisy_plot
 from bench.procs import ProcessError
 from bench.scenarios import SCENARIOS
 from bench.server import Server, existing_server, throwaway_server
@@ -170,4 +170,13 @@ def present(payload: dict[str, Any], options: Options) -> None:
         print(f"plot: {os.path.relpath(plot)}")
     elif payload["systems"]:
         print("no plot (nothing drained, or matplotlib is not installed)")
+    sizes_text = f"{sizes.noisy_backlog:,} of A's jobs, then {sizes.noisy_jobs} of B's"
+    noisy = noisy_plot(
+        {name: s["rounds"].get("noisy", []) for name, s in payload["systems"].items()},
+        labels,
+        f"Noisy neighbour: {sizes_text} every {sizes.noisy_gap * 1000:.0f} ms ({title})",
+        options.output / ("noisy-quick.png" if options.quick else "noisy.png"),
+    )
+    if noisy:
+        print(f"plot: {os.path.relpath(noisy)}")
     print(f"total time: {payload['run']['seconds']:.0f}s")

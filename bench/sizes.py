@@ -25,6 +25,10 @@ class Sizes:
     history_batch: int
     cost_jobs: int
     pressure_jobs: int
+    #: The noisy neighbour: organization A's backlog, then B's jobs, one every noisy_gap s.
+    noisy_backlog: int
+    noisy_jobs: int
+    noisy_gap: float
     #: Seconds a drain may take before it is cut short (its rate is then from the jobs
     #: finished so far, and marked as partial).
     drain_timeout: float
@@ -54,6 +58,9 @@ DEFAULT = Sizes(
     history_batch=2000,
     cost_jobs=1000,
     pressure_jobs=2000,
+    noisy_backlog=20000,
+    noisy_jobs=100,
+    noisy_gap=0.02,
     drain_timeout=180.0,
     history_drain_timeout=60.0,
     client_timeout=600.0,
@@ -73,6 +80,9 @@ QUICK = Sizes(
     history_batch=300,
     cost_jobs=200,
     pressure_jobs=300,
+    noisy_backlog=2000,
+    noisy_jobs=20,
+    noisy_gap=0.02,
     drain_timeout=60.0,
     history_drain_timeout=30.0,
     client_timeout=120.0,

@@ -30,7 +30,18 @@ INT_MAX = 2**31 - 1
 # would hit Python's recursion limit; no real job's params come near this.
 MAX_JSON_DEPTH = 100
 JOB_FIELDS = frozenset(
-    {"job_type", "params", "organization", "priority", "run_at", "depends_on", "dedup"}
+    {
+        "job_type",
+        "params",
+        "organization",
+        "priority",
+        "run_at",
+        "depends_on",
+        "dedup",
+        "queue",
+        "max_retries",
+        "timeout",
+    }
 )
 JOB_TYPE_FIELDS = frozenset(
     {
@@ -226,6 +237,10 @@ def parse_job(item: Any, settings: Settings) -> dict[str, Any]:
         "run_at": parse_datetime(item.get("run_at"), "run_at"),
         "depends_on": depends_on,
         "dedup": True if item.get("dedup") is None else _opt_bool(item, "dedup"),
+        # The job's own settings; the engine checks their ranges as it does its type's.
+        "queue": _opt_str(item, "queue"),
+        "max_retries": _opt_int(item, "max_retries"),
+        "timeout": _seconds(item, "timeout"),
     }
 
 

@@ -103,15 +103,21 @@ def submit_job(
     run_at: datetime | None = None,
     depends_on: Sequence[int] | None = None,
     dedup: bool = True,
+    queue: str | None = None,
+    max_retries: int | None = None,
+    timeout: timedelta | None = None,
     actor: str | None = None,
 ) -> Call[models.Job]:
     """Submit one job; an active job with the same type, organization and params is returned
-    instead, with ``duplicate`` set."""
+    instead, with ``duplicate`` set. ``queue``, ``max_retries`` and ``timeout`` override the
+    type's for this job."""
     return Call(
         "SELECT * FROM jobqueue.submit_job(job_type => %(job_type)s, params => %(params)s,"
         " organization => %(organization)s, priority => %(priority)s::integer,"
         " run_at => %(run_at)s,"
-        " depends_on => %(depends_on)s::bigint[], dedup => %(dedup)s, actor => %(actor)s)",
+        " depends_on => %(depends_on)s::bigint[], dedup => %(dedup)s, queue => %(queue)s,"
+        " max_retries => %(max_retries)s::integer, timeout => %(timeout)s::interval,"
+        " actor => %(actor)s)",
         {
             **locals(),
             "params": Jsonb(params if params is not None else {}),
@@ -125,12 +131,11 @@ def submit_jobs(
     jobs: Sequence[dict[str, Any]], *, actor: str | None = None
 ) -> Call[list[models.Job]]:
     """Submit many jobs in one statement; one result per input, in order. Each item has the
-    keys of :func:`submit_job` (``job_type``, ``params``, ``organization``, ...)."""
+    keys of :func:`submit_job` (``job_type``, ``params``, ``organization``, ...); a
+    ``timeout`` is a timedelta or seconds."""
     # Anything but a mapping goes to the database as it is, which names the bad element.
     encoded = [
-        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in job.items()}
-        if isinstance(job, dict)
-        else job
+        {k: _json_value(v) for k, v in job.items()} if isinstance(job, dict) else job
         for job in jobs
     ]
     return Call(
@@ -138,6 +143,14 @@ def submit_jobs(
         {"jobs": Jsonb(encoded), "actor": actor},
         _many(models.Job),
     )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return value
 
 
 def cancel_job(job_id: int, *, actor: str | None = None) -> Call[models.Job]:
@@ -249,6 +262,11 @@ def event_feed(
         },
         lambda rows: rows[0],
     )
+
+
+def latest_event_id() -> Call[int]:
+    """The newest event's id (0 when there is none): where a page's live feed starts."""
+    return Call("SELECT jobqueue.latest_event_id() AS id", {}, _scalar)
 
 
 def migration_status() -> Call[list[int]]:

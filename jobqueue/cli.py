@@ -218,6 +218,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
             run_at=args.run_at,
             depends_on=args.depends_on,
             dedup=not args.no_dedup,
+            queue=args.queue,
+            max_retries=args.max_retries,
+            timeout=args.timeout,
             actor=args.actor,
         )
         label = "duplicate of" if job.duplicate else "submitted"

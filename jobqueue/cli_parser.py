@@ -139,6 +139,11 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
         default=0.5,
         help="with --follow: seconds between polls (0.5)",
     )
+    submit.add_argument("--queue", help="this job's queue (default: its type's)")
+    submit.add_argument(
+        "--max-retries", type=int_range(0, 100), help="this job's (default: its type's)"
+    )
+    submit.add_argument("--timeout", type=cli._seconds, help="seconds (default: its type's)")
     submit.set_defaults(run=cli.cmd_submit)
 
     show = verb(verbs, "show", "show a job")
@@ -212,6 +217,10 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     user_add.add_argument("--role", default="member", choices=("member", "admin"))
     user_add.add_argument("--admin", action="store_true", help="a global admin")
     user_add.set_defaults(run=cli.cmd_user_add)
+
+    from jobqueue import cli_capacity
+
+    cli_capacity.add_verbs(verbs, verb, org_verbs, type_verbs)
 
     token = verbs.add_parser("token", help="API tokens", description="API tokens")
     token_verbs = token.add_subparsers(dest="token_verb", required=True, metavar="VERB")

@@ -19,7 +19,7 @@ import psycopg
 import psycopg_pool
 from psycopg.rows import dict_row
 
-from jobqueue import calls, db, schedule_calls
+from jobqueue import calls, capacity, db, schedule_calls
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -122,6 +122,15 @@ class Client:
     delete_schedule = _sync(schedule_calls.delete_schedule)
     list_schedules = _sync(schedule_calls.list_schedules)
     run_schedule = _sync(schedule_calls.run_schedule)
+    pause_queue = _sync(capacity.pause_queue)
+    resume_queue = _sync(capacity.resume_queue)
+    set_queue_limits = _sync(capacity.set_queue_limits)
+    set_organization_limits = _sync(capacity.set_organization_limits)
+    set_job_type_limits = _sync(capacity.set_job_type_limits)
+    set_job_priority = _sync(capacity.set_job_priority)
+    list_queues = _sync(capacity.list_queues)
+    list_queue_usage = _sync(capacity.list_queue_usage)
+    list_job_type_limits = _sync(capacity.list_job_type_limits)
 
 
 class AsyncClient:
@@ -211,3 +220,12 @@ class AsyncClient:
     delete_schedule = _async(schedule_calls.delete_schedule)
     list_schedules = _async(schedule_calls.list_schedules)
     run_schedule = _async(schedule_calls.run_schedule)
+    pause_queue = _async(capacity.pause_queue)
+    resume_queue = _async(capacity.resume_queue)
+    set_queue_limits = _async(capacity.set_queue_limits)
+    set_organization_limits = _async(capacity.set_organization_limits)
+    set_job_type_limits = _async(capacity.set_job_type_limits)
+    set_job_priority = _async(capacity.set_job_priority)
+    list_queues = _async(capacity.list_queues)
+    list_queue_usage = _async(capacity.list_queue_usage)
+    list_job_type_limits = _async(capacity.list_job_type_limits)

@@ -112,8 +112,11 @@ async def _page(
         identity = await identify(request)
     except errors.Unauthenticated:
         return RedirectResponse("/login", status_code=303)
+    # The page's live feed resumes from the events that existed when it was rendered, so a
+    # change between the render and the feed's connection is not missed.
+    events_from = await _client(request).run(calls.latest_event_id())
     page = templates.get_template(template)
-    html = page.render(user=identity, path=request.url.path, **context)
+    html = page.render(user=identity, path=request.url.path, events_from=events_from, **context)
     return HTMLResponse(html, status_code=status_code)
 
 
@@ -218,6 +221,10 @@ async def workers_page(request: Request) -> Response:
     return await _page(request, "workers.html")
 
 
+async def queues_page(request: Request) -> Response:
+    return await _page(request, "queues.html")
+
+
 async def _bulk_body(request: Request) -> dict[str, str | None]:
     from jobqueue.api import read_json
 
@@ -264,6 +271,7 @@ routes: list[BaseRoute] = [
     Route("/schedules", schedules_page),
     Route("/favicon.ico", favicon),
     Route("/workers", workers_page),
+    Route("/queues", queues_page),
     LiteralRoute("/api/jobs/bulk-cancel", bulk_cancel, methods=["POST"]),
     LiteralRoute("/api/jobs/bulk-retry", bulk_retry, methods=["POST"]),
     LiteralRoute("/api/workers", workers),

@@ -79,6 +79,12 @@ class PayloadTooLarge(JobqueueError):
     sqlstate, http_status, title = "JQV06", 413, "Payload too large"
 
 
+class InvalidLimit(JobqueueError):
+    """A concurrency cap, weight or start limit is out of range."""
+
+    sqlstate, http_status, title = "JQV10", 400, "Invalid limit"
+
+
 class Unauthenticated(JobqueueError):
     """The API token is missing, unknown, revoked or expired."""
 
@@ -128,10 +134,22 @@ class ScheduleNotFound(JobqueueError):
     sqlstate, http_status, title = "JQN06", 404, "Schedule not found"
 
 
+class QueueNotFound(JobqueueError):
+    """No job type, setting or waiting job names that queue."""
+
+    sqlstate, http_status, title = "JQN05", 404, "Queue not found"
+
+
 class AlreadyExists(JobqueueError):
     """A resource with that name already exists."""
 
     sqlstate, http_status, title = "JQC01", 409, "Already exists"
+
+
+class JobStarted(JobqueueError):
+    """The job has started or ended; only a job that waits to run can change its priority."""
+
+    sqlstate, http_status, title = "JQC02", 409, "Job started"
 
 
 class IllegalTransition(JobqueueError):

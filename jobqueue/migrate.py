@@ -36,6 +36,8 @@ SQL_FILES = (
     "submit.sql",
     "integrity.sql",
     "worker.sql",
+    "claim.sql",
+    "capacity.sql",
     "events.sql",
     "queries.sql",
     "metrics.sql",

@@ -234,3 +234,69 @@ class Schedule(Record):
     created_by: str | None
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePause(Record):
+    """What pause_queue / resume_queue changed: a queue, for everyone or one organization."""
+
+    queue_name: str
+    organization_name: str | None
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings(Record):
+    """A queue's pause and caps (None: no cap)."""
+
+    queue: str
+    paused: bool
+    concurrency: int | None
+    organization_concurrency: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationSettings(Record):
+    """One organization's own settings in one queue."""
+
+    queue: str
+    organization: str
+    paused: bool
+    concurrency: int | None
+    weight: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobTypeSettings(Record):
+    """A job type's running cap (all organizations) and start limit (per organization)."""
+
+    job_type: str
+    concurrency: int | None
+    start_limit: int | None
+    start_period: timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo(Record):
+    """A queue: its settings, and the running and queued jobs the caller may see."""
+
+    queue: str
+    paused: bool
+    concurrency: int | None
+    organization_concurrency: int | None
+    running: int
+    queued: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrganizationUsage(Record):
+    """One organization in one queue: its pauses, cap, weight and jobs."""
+
+    queue: str
+    organization: str
+    paused: bool
+    queue_paused: bool
+    concurrency: int | None
+    weight: int
+    running: int
+    queued: int

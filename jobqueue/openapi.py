@@ -12,6 +12,8 @@ from jobqueue.openapi_schemas import (
     BIGINT_MAX,
     JOB_ID,
     NAME,
+    PRIORITY,
+    QUEUE,
     SCHEMAS,
     STATUSES,
     TIMESTAMP,
@@ -117,6 +119,22 @@ CSRF_HEADER = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[!-~]{1,64}$"},
 }
+
+
+QUEUE_PATH_PARAM = {"name": "queue", "in": "path", "required": True, "schema": QUEUE}
+ORGANIZATION_PATH_PARAM = {"name": "organization", "in": "path", "required": True, "schema": NAME}
+TYPE_PATH_PARAM = {"name": "name", "in": "path", "required": True, "schema": NAME}
+
+
+def _list_of(key: str, schema: str, description: str) -> dict[str, Any]:
+    return _json(
+        {
+            "type": "object",
+            "required": [key],
+            "properties": {key: {"type": "array", "items": _ref(schema)}},
+        },
+        description,
+    )
 
 
 _JOB = _json(_ref("Job"), "The job.")
@@ -282,6 +300,89 @@ PATHS: dict[str, Any] = {
             ),
             parameters=[JOB_PATH_PARAM],
             errors=("400", "404"),
+        )
+    },
+    "/api/jobs/{job_id}/priority": {
+        "post": _operation(
+            "Change the priority of a job that has not started (409 once it has)",
+            _JOB,
+            parameters=[JOB_PATH_PARAM],
+            body={
+                "type": "object",
+                "required": ["priority"],
+                "additionalProperties": False,
+                "properties": {"priority": PRIORITY},
+            },
+            errors=("404", "409"),
+        )
+    },
+    "/api/queues": {
+        "get": _operation(
+            "Every queue: pause, caps, and the running and queued jobs the caller may see",
+            _list_of("queues", "Queue", "Queues."),
+        )
+    },
+    "/api/queue-usage": {
+        "get": _operation(
+            "Each organization the caller may see in each queue: pauses, cap, weight, jobs",
+            _list_of("usage", "QueueUsage", "Organizations in queues."),
+            parameters=[
+                _query("queue", NAME, "Only this queue."),
+                _query("organization", NAME, "Only this organization."),
+            ],
+            errors=("400", "403"),
+        )
+    },
+    "/api/queues/{queue}/pause": {
+        "post": _operation(
+            "Pause a queue, for every organization (admins) or one (its admins); running"
+            " jobs finish",
+            _json(_ref("QueuePause"), "Paused."),
+            parameters=[QUEUE_PATH_PARAM],
+            body=_ref("PauseTarget"),
+            errors=("403", "404"),
+        )
+    },
+    "/api/queues/{queue}/resume": {
+        "post": _operation(
+            "Resume a paused queue; its waiting jobs start at once",
+            _json(_ref("QueuePause"), "Resumed."),
+            parameters=[QUEUE_PATH_PARAM],
+            body=_ref("PauseTarget"),
+            errors=("403", "404"),
+        )
+    },
+    "/api/queues/{queue}/limits": {
+        "post": _operation(
+            "Set the queue's caps on running jobs (admins); null is no cap",
+            _json(_ref("QueueSettings"), "The queue's settings."),
+            parameters=[QUEUE_PATH_PARAM],
+            body=_ref("QueueLimits"),
+            errors=("403", "404"),
+        )
+    },
+    "/api/queues/{queue}/organizations/{organization}/limits": {
+        "post": _operation(
+            "Set one organization's cap and weight in the queue (admins)",
+            _json(_ref("OrganizationSettings"), "The organization's settings."),
+            parameters=[QUEUE_PATH_PARAM, ORGANIZATION_PATH_PARAM],
+            body=_ref("OrganizationLimits"),
+            errors=("403", "404"),
+        )
+    },
+    "/api/job-types/{name}/limits": {
+        "post": _operation(
+            "Set a job type's running cap and start limit (admins)",
+            _json(_ref("JobTypeSettings"), "The type's limits."),
+            parameters=[TYPE_PATH_PARAM],
+            body=_ref("JobTypeLimits"),
+            errors=("403",),
+        )
+    },
+    "/api/job-type-limits": {
+        "get": _operation(
+            "Every job type's running cap and start limit",
+            _list_of("job_type_limits", "JobTypeSettings", "Limits."),
         )
     },
     "/api/metrics": {

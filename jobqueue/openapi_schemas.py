@@ -16,6 +16,10 @@ SECONDS = {"type": "number", "minimum": 0, "maximum": WEEK}
 # PostgreSQL keeps intervals in microseconds: anything shorter is zero.
 POSITIVE_SECONDS = {"type": "number", "minimum": 1e-6, "maximum": WEEK}
 IDENT = "[A-Za-z_][A-Za-z0-9_]*"
+QUEUE = {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"}
+# Caps and weights as capacity.sql takes them; null is no cap.
+CAP = {"type": "integer", "minimum": 0, "maximum": 1_000_000}
+WEIGHT = {"type": "integer", "minimum": 1, "maximum": 1000}
 STATUSES = ["waiting", "queued", "running", "completed", "retrying", "dead", "canceled"]
 
 
@@ -95,6 +99,9 @@ SCHEMAS: dict[str, Any] = {
             "run_at": nullable(TIMESTAMP),
             "depends_on": nullable({"type": "array", "items": JOB_ID}),
             "dedup": nullable({"type": "boolean", "default": True}),
+            "queue": nullable({**QUEUE, "description": "This job's queue (default: its type's)."}),
+            "max_retries": nullable({"type": "integer", "minimum": 0, "maximum": 100}),
+            "timeout": nullable({**POSITIVE_SECONDS, "description": "Seconds; its type's else."}),
         },
     },
     "Attempt": {
@@ -145,7 +152,7 @@ SCHEMAS: dict[str, Any] = {
                 "pattern": f"^{IDENT}(\\.{IDENT})*(:{IDENT}(\\.{IDENT})*)?$",
                 "description": "module.path:function",
             },
-            "queue": nullable({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,40}$"}),
+            "queue": nullable(QUEUE),
             "priority": nullable(PRIORITY),
             "max_retries": nullable({"type": "integer", "minimum": 0, "maximum": 100}),
             "timeout": nullable(POSITIVE_SECONDS),
@@ -209,6 +216,113 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"},
             "organization": {"type": "string"},
             "created_at": TIMESTAMP,
+        },
+    },
+    "QueuePause": {
+        "type": "object",
+        "required": ["queue_name", "organization_name", "paused"],
+        "properties": {
+            "queue_name": {"type": "string"},
+            "organization_name": nullable({"type": "string"}),
+            "paused": {"type": "boolean"},
+        },
+    },
+    "QueueSettings": {
+        "type": "object",
+        "required": ["queue", "paused", "concurrency", "organization_concurrency"],
+        "properties": {
+            "queue": {"type": "string"},
+            "paused": {"type": "boolean"},
+            "concurrency": nullable({"type": "integer"}),
+            "organization_concurrency": nullable({"type": "integer"}),
+        },
+    },
+    "OrganizationSettings": {
+        "type": "object",
+        "required": ["queue", "organization", "paused", "concurrency", "weight"],
+        "properties": {
+            "queue": {"type": "string"},
+            "organization": {"type": "string"},
+            "paused": {"type": "boolean"},
+            "concurrency": nullable({"type": "integer"}),
+            "weight": {"type": "integer"},
+        },
+    },
+    "JobTypeSettings": {
+        "type": "object",
+        "required": ["job_type", "concurrency", "start_limit", "start_period"],
+        "properties": {
+            "job_type": {"type": "string"},
+            "concurrency": nullable({"type": "integer"}),
+            "start_limit": nullable({"type": "integer"}),
+            "start_period": nullable({"type": "number", "description": "Seconds."}),
+        },
+    },
+    "Queue": {
+        "type": "object",
+        "required": ["queue", "paused", "concurrency", "organization_concurrency", "running"],
+        "properties": {
+            "queue": {"type": "string"},
+            "paused": {"type": "boolean"},
+            "concurrency": nullable({"type": "integer"}),
+            "organization_concurrency": nullable({"type": "integer"}),
+            "running": {"type": "integer", "description": "Of the caller's organizations."},
+            "queued": {"type": "integer", "description": "Queued or retrying, likewise."},
+        },
+    },
+    "QueueUsage": {
+        "type": "object",
+        "required": ["queue", "organization", "paused", "queue_paused", "concurrency", "weight"],
+        "properties": {
+            "queue": {"type": "string"},
+            "organization": {"type": "string"},
+            "paused": {"type": "boolean"},
+            "queue_paused": {"type": "boolean"},
+            "concurrency": nullable({"type": "integer"}),
+            "weight": {"type": "integer"},
+            "running": {"type": "integer"},
+            "queued": {"type": "integer"},
+        },
+    },
+    "PauseTarget": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "organization": nullable({**NAME, "description": "Null: every organization."})
+        },
+    },
+    "QueueLimits": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "concurrency": nullable({**CAP, "description": "Running jobs of the queue."}),
+            "organization_concurrency": nullable(
+                {**CAP, "description": "Running jobs of each organization in it."}
+            ),
+        },
+    },
+    "OrganizationLimits": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "concurrency": nullable({**CAP, "description": "Null: the queue's default."}),
+            "weight": nullable({**WEIGHT, "default": 1}),
+        },
+    },
+    "JobTypeLimits": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "concurrency": nullable({**CAP, "description": "Running jobs of the type."}),
+            "start_limit": nullable(
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1_000_000,
+                    "description": "Starts per organization and start_period; both or neither.",
+                }
+            ),
+            "start_period": nullable({**POSITIVE_SECONDS, "maximum": 86400}),
         },
     },
 }

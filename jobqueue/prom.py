@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobqueue import calls, errors
+from jobqueue import calls, errors, prom_capacity
 from jobqueue.auth import identify
 from jobqueue.client import AsyncClient
 from jobqueue.settings import Settings
@@ -167,4 +167,8 @@ async def metrics(request: Request) -> Response:
     counts = await client.run(job_counts(actor))
     depths = await client.run(queue_depths(actor))
     body = render(totals, counts, depths, hub.subscriber_count)
+    # Pauses, caps and each organization's use of its queues (prom_capacity.py).
+    queues = await client.list_queues(actor=actor)
+    usage = await client.list_queue_usage(actor=actor)
+    body += prom_capacity.render(queues, usage)
     return Response(body, media_type=CONTENT_TYPE)

@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from jobqueue import (
     api,
+    api_capacity,
     api_schedules,
     auth,
     dashboard,
@@ -127,6 +128,18 @@ def api_routes() -> list[BaseRoute]:
         _route("/api/jobs/{job_id}/cancel", POST=api.cancel_job),
         _route("/api/jobs/{job_id}/retry", POST=api.retry_job),
         _route("/api/jobs/{job_id}/attempts", GET=api.job_attempts),
+        _route("/api/jobs/{job_id}/priority", POST=api_capacity.set_job_priority),
+        _route("/api/queues", GET=api_capacity.list_queues),
+        _route("/api/queue-usage", GET=api_capacity.list_queue_usage),
+        _route("/api/queues/{queue}/pause", POST=api_capacity.pause_queue),
+        _route("/api/queues/{queue}/resume", POST=api_capacity.resume_queue),
+        _route("/api/queues/{queue}/limits", POST=api_capacity.set_queue_limits),
+        _route(
+            "/api/queues/{queue}/organizations/{organization}/limits",
+            POST=api_capacity.set_organization_limits,
+        ),
+        _route("/api/job-type-limits", GET=api_capacity.list_job_type_limits),
+        _route("/api/job-types/{name}/limits", POST=api_capacity.set_job_type_limits),
         _route("/api/metrics", GET=api.metrics),
         _route("/api/job-types", GET=api.list_job_types, POST=api.register_job_type),
         _route("/api/organizations", GET=api.list_organizations),

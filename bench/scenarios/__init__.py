@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bench.context import Bench, System
-from bench.scenarios import cost, drain, enqueue, history, latency, pressure
+from bench.scenarios import cost, drain, enqueue, history, latency, noisy, pressure
 
 Scenario = Callable[[Bench, list[System]], Awaitable[None]]
 
@@ -13,6 +13,7 @@ SCENARIOS: dict[str, Scenario] = {
     enqueue.NAME: enqueue.run,
     drain.NAME: drain.run,
     latency.NAME: latency.run,
+    noisy.NAME: noisy.run,
     history.NAME: history.run,
     cost.NAME: cost.run,
     pressure.NAME: pressure.run,

@@ -12,6 +12,7 @@ from bench.systems.base import Adapter
 
 REGISTRY: dict[str, str] = {
     "jobqueue": "bench.systems.jobqueue:JobqueueAdapter",
+    "jobqueue-baseline": "bench.systems.jobqueue:JobqueueBaselineAdapter",
     "procrastinate": "bench.systems.procrastinate:ProcrastinateAdapter",
     "pgqueuer": "bench.systems.pgqueuer:PgQueuerAdapter",
     "oban": "bench.systems.oban:ObanAdapter",

@@ -101,6 +101,18 @@ class Adapter:
         """Enqueue one job per key with a single call of the system's batch API."""
         raise NotImplementedError
 
+    async def enqueue_one_as(self, key: int, tenant: str) -> None:
+        """Enqueue one job of ``tenant`` (the noisy-neighbour scenario's "a" or "b").
+
+        A system that knows tenants (jobqueue's organizations) files the job under it; the
+        default ignores the tenant, and the job joins the one queue like any other.
+        """
+        await self.enqueue_one(key)
+
+    async def enqueue_batch_as(self, keys: Sequence[int], tenant: str) -> None:
+        """Enqueue one job of ``tenant`` per key with one batch call (see enqueue_one_as)."""
+        await self.enqueue_batch(keys)
+
     async def close_client(self) -> None:
         """Release what ``open_client`` acquired."""
 

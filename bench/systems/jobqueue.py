@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench import marks
@@ -22,10 +26,14 @@ if TYPE_CHECKING:
     import psycopg
 
 ORGANIZATION = "bench"
+# The noisy-neighbour scenario's tenants: "a" is the organization every scenario uses.
+TENANTS = {"a": ORGANIZATION, "b": "bench-b"}
 JOB_TYPE = "bench.noop"
 HANDLER = "bench.systems.jobqueue:noop"
 ENGINE_MODULES = ("jobqueue.migrate", "jobqueue.client", "jobqueue.worker.runner")
 ACTIVE = "('waiting', 'queued', 'running', 'retrying')"
+BASELINE_VARIABLE = "BENCH_JOBQUEUE_BASELINE"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 async def noop(ctx: Any, k: int) -> None:
@@ -54,8 +62,8 @@ class JobqueueAdapter(Adapter):
         # jobs are never visited.
         cur = await conn.execute(
             "SELECT count(*) FROM jobqueue.job AS j JOIN jobqueue.organization AS o"
-            f" ON o.id = j.organization_id WHERE o.name = %s AND j.status IN {ACTIVE}",
-            (ORGANIZATION,),
+            f" ON o.id = j.organization_id WHERE o.name = ANY (%s) AND j.status IN {ACTIVE}",
+            (list(TENANTS.values()),),
         )
         row = await cur.fetchone()
         return int(row[0]) if row else 0
@@ -120,7 +128,8 @@ class JobqueueAdapter(Adapter):
         await asyncio.to_thread(migrate, dsn)
         client = await AsyncClient.connect(dsn, max_size=1)
         async with client:
-            await client.create_organization(ORGANIZATION)
+            for organization in TENANTS.values():
+                await client.create_organization(organization)
             await client.register_job_type(JOB_TYPE, HANDLER, max_retries=0)
 
     async def open_client(self, dsn: str) -> None:
@@ -136,6 +145,15 @@ class JobqueueAdapter(Adapter):
             [{"job_type": JOB_TYPE, "organization": ORGANIZATION, "params": {"k": k}} for k in keys]
         )
 
+    async def enqueue_one_as(self, key: int, tenant: str) -> None:
+        await self._client.submit_job(JOB_TYPE, {"k": key}, organization=TENANTS[tenant])
+
+    async def enqueue_batch_as(self, keys: Sequence[int], tenant: str) -> None:
+        organization = TENANTS[tenant]
+        await self._client.submit_jobs(
+            [{"job_type": JOB_TYPE, "organization": organization, "params": {"k": k}} for k in keys]
+        )
+
     async def close_client(self) -> None:
         if self._client is not None:
             await self._client.close()
@@ -146,3 +164,51 @@ class JobqueueAdapter(Adapter):
 
         ready()
         asyncio.run(run_worker_async(dsn, None, concurrency, install_signal_handlers=True))
+
+
+class JobqueueBaselineAdapter(JobqueueAdapter):
+    """jobqueue as it was at the git revision ``BENCH_JOBQUEUE_BASELINE`` names, measured in
+    the same run as the working tree's: a change's cost with the machine's noise held equal.
+
+    The revision's ``jobqueue`` package is extracted once (``git archive``) and put first on
+    the client and worker processes' path; the harness and the adapter are the working
+    tree's. Skipped when the variable is unset.
+    """
+
+    name = "jobqueue-baseline"
+    label = "jobqueue (baseline)"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._code: Path | None = None
+
+    def unavailable(self) -> str | None:
+        revision = os.environ.get(BASELINE_VARIABLE)
+        if not revision:
+            return f"set {BASELINE_VARIABLE} to a git revision to measure it beside this tree"
+        try:
+            sha = subprocess.run(
+                ["git", "rev-parse", "--verify", f"{revision}^{{commit}}"],
+                cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+            ).stdout.strip()  # fmt: skip
+            code = Path(tempfile.gettempdir()) / f"bench-jobqueue-{sha[:12]}"
+            if not (code / "jobqueue" / "__init__.py").exists():
+                code.mkdir(parents=True, exist_ok=True)
+                archive = subprocess.run(
+                    ["git", "archive", sha, "jobqueue"], cwd=REPO_ROOT, capture_output=True,
+                    check=True,
+                ).stdout  # fmt: skip
+                subprocess.run(["tar", "-x", "-C", str(code)], input=archive, check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            return f"cannot extract {revision}: {exc}"
+        self._code = code
+        return None
+
+    def environment(self) -> dict[str, str]:
+        assert self._code is not None
+        # No script directory on the path (the working tree's jobqueue would come first):
+        # the revision's package, then the repository for bench itself.
+        return {
+            "PYTHONPATH": os.pathsep.join([str(self._code), str(REPO_ROOT)]),
+            "PYTHONSAFEPATH": "1",
+        }

@@ -5,8 +5,8 @@
 --                  authentication, browser sessions and listing tokens. With actor NULL it is a
 --                  trusted service over every organization: the actor is asserted by the
 --                  caller, never proven.
--- jobqueue_admin:  manages users, organizations, memberships, tokens and job types (the
---                  functions in v_admin_side); nothing else. An operator's login usually holds
+-- jobqueue_admin:  manages users, organizations, memberships, tokens and job types, and the
+--                  queues' pauses and caps (the functions in v_admin_side); nothing else. An operator's login usually holds
 --                  both roles.
 -- jobqueue_worker: the client's functions plus the worker side, and procrastinate's own tables
 --                  and functions, which its workers use directly. A worker is trusted with the
@@ -27,7 +27,8 @@ DECLARE
         'cleanup_batch', 'claim_due_schedules', 'fire_schedule', 'describe_worker'];
     v_admin_side constant text[] := ARRAY[
         'create_organization', 'create_user', 'add_member', 'remove_member', 'create_token',
-        'revoke_token', 'register_job_type', 'set_job_type_enabled'];
+        'revoke_token', 'register_job_type', 'set_job_type_enabled', 'pause_queue',
+        'resume_queue', 'set_queue_limits', 'set_organization_limits', 'set_job_type_limits'];
 BEGIN
     -- Match on proname: regprocedure's text drops the schema when it is on the search_path.
     -- Each function's grants are set whole, so a function that changes class loses the old.

@@ -157,7 +157,9 @@ BEGIN
            array_agg(n.id) FILTER (WHERE o.status IN ('queued', 'retrying')
                                      AND n.status = 'canceled') AS dropped,
            array_agg(n.id) FILTER (WHERE n.status = 'completed') AS completed,
-           array_agg(n.id) FILTER (WHERE n.status IN ('dead', 'canceled')) AS ended
+           array_agg(n.id) FILTER (WHERE n.status IN ('dead', 'canceled')) AS ended,
+           array_agg(n.id) FILTER (WHERE n.status = 'running') AS started,
+           array_agg(n.id) FILTER (WHERE o.status = 'running') AS stopped
     INTO v_changes
     FROM old_rows AS o
     JOIN new_rows AS n USING (id)
@@ -224,6 +226,10 @@ BEGIN
     END IF;
     IF v_changes.ended IS NOT NULL THEN
         PERFORM jobqueue._cancel_dependents(v_changes.ended);
+    END IF;
+    IF v_changes.started IS NOT NULL OR v_changes.stopped IS NOT NULL THEN
+        -- Running counts of capped scopes, start counts of start limits (claim.sql).
+        PERFORM jobqueue._track_running(v_changes.started, v_changes.stopped);
     END IF;
     RETURN NULL;
 END

@@ -199,6 +199,9 @@ BEGIN
 
     DELETE FROM jobqueue.rate_counter AS r
     WHERE r.window_start < now() - interval '1 day';
+    -- Start limits' windows (claim.sql) are at most a day long, like rate limits'.
+    DELETE FROM jobqueue.start_counter AS c
+    WHERE c.window_start < now() - interval '1 day';
 
     -- Browser sessions that ended (signed out or expired) before the retention horizon.
     DELETE FROM jobqueue.api_token AS t

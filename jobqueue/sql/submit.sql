@@ -6,10 +6,12 @@
 --            list_job_types(actor)
 --            submit_jobs(jobs jsonb[], actor)   -- many jobs, set-based
 --            submit_job(job_type, params, organization, ..., actor)  -- one job, same rules;
---            its errors are the batch's without the element's "jobs[0]: " prefix
+--            its errors are the batch's without the element's "jobs[0]: " prefix.
+--            A job may name its own queue, max_retries and timeout (else its type's).
 -- Internal:  _parse_submissions(jobs, actor)  -- the element-by-element reading of a batch;
 --            submit_jobs reads a batch in one query and calls it only to name an error
 --            _job_hash(type, organization_id, params), _rate_window_start(period),
+--            _timeout_of(json), _overrides_valid(queue, max_retries, timeout),
 --            _raise_rate_limited(...), _json_too_deep(value)  -- one definition each for
 --            every submit path
 --            _enabled_types_hint()     -- what an unknown type's error says is allowed
@@ -177,6 +179,38 @@ BEGIN
 END
 $$;
 
+-- A job's own timeout as a submit names it: seconds (a JSON number) or an interval's text.
+-- Inlined into its callers for the reasons of _job_hash, so it names every type, function and
+-- operator with its schema.
+CREATE OR REPLACE FUNCTION jobqueue._timeout_of(p_value jsonb) RETURNS interval
+LANGUAGE sql STABLE
+AS $$
+    SELECT CASE
+        WHEN pg_catalog.jsonb_typeof(p_value) OPERATOR(pg_catalog.=) 'number'
+            THEN pg_catalog.make_interval(0, 0, 0, 0, 0, 0,
+                (p_value OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])::pg_catalog.float8)
+        WHEN pg_catalog.jsonb_typeof(p_value) OPERATOR(pg_catalog.=) 'string'
+            THEN (p_value OPERATOR(pg_catalog.#>>) '{}'::pg_catalog.text[])::pg_catalog.interval
+    END
+$$;
+
+-- Whether a job's own queue, retries and timeout (NULL: its type's) are acceptable: the
+-- rules of a job type's own settings (migration 0001). Inlined, as _timeout_of.
+CREATE OR REPLACE FUNCTION jobqueue._overrides_valid(
+    p_queue text, p_max_retries integer, p_timeout interval
+) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT (p_queue IS NULL
+            OR p_queue OPERATOR(pg_catalog.~) '^[A-Za-z0-9_.-]{1,40}$'::pg_catalog.text)
+       AND (p_max_retries IS NULL
+            OR (p_max_retries OPERATOR(pg_catalog.>=) 0
+                AND p_max_retries OPERATOR(pg_catalog.<=) 100))
+       AND (p_timeout IS NULL
+            OR (p_timeout OPERATOR(pg_catalog.>) '0'::pg_catalog.interval
+                AND p_timeout OPERATOR(pg_catalog.<=) '7 days'::pg_catalog.interval))
+$$;
+
 -- Parses and validates a batch; raises on the first bad element, naming its index.
 CREATE OR REPLACE FUNCTION jobqueue._parse_submissions(p_jobs jsonb, p_actor text)
 RETURNS SETOF jobqueue.submission
@@ -196,6 +230,9 @@ DECLARE
     v_params jsonb;
     v_priority integer;
     v_run_at timestamptz;
+    v_queue text;
+    v_max_retries integer;
+    v_timeout interval;
     v_deps bigint[];
     v_dedup boolean;
     v_out jobqueue.submission;
@@ -213,7 +250,7 @@ BEGIN
     FROM jsonb_array_elements(p_jobs) WITH ORDINALITY AS x (e, o),
          jsonb_object_keys(CASE jsonb_typeof(x.e) WHEN 'object' THEN x.e ELSE '{}' END) AS k
     WHERE k NOT IN ('job_type', 'organization', 'params', 'priority', 'run_at', 'depends_on',
-                    'dedup')
+                    'dedup', 'queue', 'max_retries', 'timeout')
     ORDER BY x.o
     LIMIT 1;
     IF FOUND THEN
@@ -266,6 +303,9 @@ BEGIN
             v_priority := coalesce((v_elem ->> 'priority')::integer, v_type.priority);
             v_run_at := coalesce((v_elem ->> 'run_at')::timestamptz, now());
             v_dedup := coalesce((v_elem ->> 'dedup')::boolean, true);
+            v_queue := v_elem ->> 'queue';
+            v_max_retries := (v_elem ->> 'max_retries')::integer;
+            v_timeout := jobqueue._timeout_of(v_elem -> 'timeout');
             v_deps := coalesce(
                 (SELECT array_agg(DISTINCT d::bigint ORDER BY d::bigint)
                  FROM jsonb_array_elements_text(
@@ -274,9 +314,17 @@ BEGIN
                 '{}');
         EXCEPTION
             WHEN invalid_text_representation OR numeric_value_out_of_range
-                 OR invalid_datetime_format OR datetime_field_overflow THEN
+                 OR invalid_datetime_format OR datetime_field_overflow
+                 OR interval_field_overflow THEN
                 RAISE EXCEPTION 'jobs[%]: %', v_ord - 1, SQLERRM USING ERRCODE = 'JQV03';
         END;
+        IF NOT jobqueue._overrides_valid(v_queue, v_max_retries, v_timeout)
+           OR jsonb_typeof(coalesce(v_elem -> 'timeout', 'null')) NOT IN ('number', 'string', 'null')
+           OR jsonb_typeof(coalesce(v_elem -> 'queue', 'null')) NOT IN ('string', 'null') THEN
+            RAISE EXCEPTION 'jobs[%]: a job''s own queue must be 1-40 letters, digits, "_", "." '
+                'or "-", its max_retries 0-100 and its timeout above 0 and at most 7 days',
+                v_ord - 1 USING ERRCODE = 'JQV03';
+        END IF;
         IF v_priority NOT BETWEEN -1000 AND 1000 THEN
             RAISE EXCEPTION 'jobs[%]: priority must be between -1000 and 1000, got %',
                 v_ord - 1, v_priority USING ERRCODE = 'JQV03';
@@ -290,9 +338,11 @@ BEGIN
         END IF;
 
         v_out := ROW(
-            v_ord, v_type.name, v_org_id, v_type.queue, v_priority, v_params, v_run_at, v_deps,
+            v_ord, v_type.name, v_org_id, coalesce(v_queue, v_type.queue), v_priority, v_params,
+            v_run_at, v_deps,
             CASE WHEN v_dedup THEN jobqueue._job_hash(v_type.name, v_org_id, v_params) END,
-            v_type.max_retries, v_type.timeout, v_type.dedup_window, NULL, NULL, false
+            coalesce(v_max_retries, v_type.max_retries), coalesce(v_timeout, v_type.timeout),
+            v_type.dedup_window, NULL, NULL, false
         );
         RETURN NEXT v_out;
     END LOOP;
@@ -344,8 +394,11 @@ BEGIN
                count(*)
         INTO v_subs, v_valid, v_org_ids, v_has_deps, v_has_window, v_has_rate, v_new
         FROM (
-            SELECT x.o AS ord, t.name AS job_type, g.id AS organization_id, t.queue,
-                   t.max_retries, t.timeout, t.dedup_window, t.rate_limit,
+            SELECT x.o AS ord, t.name AS job_type, g.id AS organization_id,
+                   coalesce(x.e ->> 'queue', t.queue) AS queue,
+                   coalesce((x.e ->> 'max_retries')::integer, t.max_retries) AS max_retries,
+                   coalesce(jobqueue._timeout_of(x.e -> 'timeout'), t.timeout) AS timeout,
+                   t.dedup_window, t.rate_limit,
                    coalesce((x.e ->> 'priority')::integer, t.priority) AS priority,
                    coalesce((x.e ->> 'run_at')::timestamptz, now()) AS run_at,
                    coalesce((x.e ->> 'dedup')::boolean, true) AS dedup,
@@ -357,8 +410,13 @@ BEGIN
                                 WHEN 'array' THEN x.e -> 'depends_on' ELSE '[]' END) AS d),
                        '{}') ELSE '{}' END AS depends_on,
                    jsonb_typeof(x.e) = 'object'
-                   AND x.e - '{job_type,organization,params,priority,run_at,depends_on,dedup}'::text[]
-                       = '{}'
+                   AND x.e - '{job_type,organization,params,priority,run_at,depends_on,dedup,
+                               queue,max_retries,timeout}'::text[] = '{}'
+                   AND jobqueue._overrides_valid(x.e ->> 'queue', (x.e ->> 'max_retries')::integer,
+                                                 jobqueue._timeout_of(x.e -> 'timeout'))
+                   AND jsonb_typeof(coalesce(x.e -> 'queue', 'null')) IN ('string', 'null')
+                   AND jsonb_typeof(coalesce(x.e -> 'timeout', 'null'))
+                       IN ('number', 'string', 'null')
                    AND t.name IS NOT NULL AND g.id IS NOT NULL
                    AND jsonb_typeof(coalesce(nullif(x.e -> 'params', 'null'), '{}')) = 'object'
                    AND octet_length(coalesce(x.e -> 'params', '{}')::text) <= 262144
@@ -576,6 +634,10 @@ BEGIN
 END
 $$;
 
+-- Per-job queue, max_retries and timeout came after these (migration 0007's release).
+DROP FUNCTION IF EXISTS jobqueue.submit_job(
+    text, jsonb, text, integer, timestamptz, bigint[], boolean, text);
+
 CREATE OR REPLACE FUNCTION jobqueue.submit_job(
     job_type text,
     params jsonb DEFAULT '{}',
@@ -584,6 +646,9 @@ CREATE OR REPLACE FUNCTION jobqueue.submit_job(
     run_at timestamptz DEFAULT NULL,
     depends_on bigint[] DEFAULT NULL,
     dedup boolean DEFAULT true,
+    queue text DEFAULT NULL,
+    max_retries integer DEFAULT NULL,
+    timeout interval DEFAULT NULL,
     actor text DEFAULT NULL
 ) RETURNS jobqueue.job_info
 LANGUAGE plpgsql SECURITY DEFINER
@@ -622,6 +687,8 @@ BEGIN
         AND NOT jobqueue._json_too_deep(v_params)
         AND v_priority BETWEEN -1000 AND 1000
         AND v_run_at BETWEEN now() - interval '1 year' AND now() + interval '1 year'
+        AND jobqueue._overrides_valid(submit_job.queue, submit_job.max_retries,
+                                      submit_job.timeout)
         AND (submit_job.actor IS NULL OR jobqueue._can_access_id(submit_job.actor, v_org_id)),
         false)
     THEN
@@ -631,7 +698,9 @@ BEGIN
                     jsonb_strip_nulls(jsonb_build_object(
                         'job_type', submit_job.job_type, 'organization', submit_job.organization,
                         'priority', submit_job.priority, 'run_at', submit_job.run_at,
-                        'depends_on', to_jsonb(submit_job.depends_on), 'dedup', submit_job.dedup))
+                        'depends_on', to_jsonb(submit_job.depends_on), 'dedup', submit_job.dedup,
+                        'queue', submit_job.queue, 'max_retries', submit_job.max_retries,
+                        'timeout', submit_job.timeout::text))
                     || jsonb_build_object('params', coalesce(submit_job.params, '{}'))),
                 submit_job.actor);
         EXCEPTION WHEN OTHERS THEN
@@ -662,8 +731,9 @@ BEGIN
             job_type, organization_id, queue, status, priority, params, job_hash,
             max_retries, timeout, run_at, created_by
         ) VALUES (
-            v_type.name, v_org_id, v_type.queue, 'queued', v_priority, v_params, v_hash,
-            v_type.max_retries, v_type.timeout, v_run_at, submit_job.actor
+            v_type.name, v_org_id, coalesce(submit_job.queue, v_type.queue), 'queued', v_priority,
+            v_params, v_hash, coalesce(submit_job.max_retries, v_type.max_retries),
+            coalesce(submit_job.timeout, v_type.timeout), v_run_at, submit_job.actor
         )
         ON CONFLICT (job_hash) WHERE status IN ('waiting', 'queued', 'running', 'retrying')
             DO NOTHING
@@ -716,5 +786,5 @@ COMMENT ON FUNCTION jobqueue.list_job_types(text) IS
     'list_job_types(actor): every job type, by name.';
 COMMENT ON FUNCTION jobqueue.submit_jobs(jsonb, text) IS
     'submit_jobs(jobs jsonb[], actor): many jobs, set-based, same rules as submit_job; one row per input, in order.';
-COMMENT ON FUNCTION jobqueue.submit_job(text, jsonb, text, integer, timestamp with time zone, bigint[], boolean, text) IS
-    'submit_job(job_type, params, organization, ..., actor): one job, with the rules and errors of a batch of one; returns the job, with duplicate = true when an active (or, within the dedup window, completed) copy exists.';
+COMMENT ON FUNCTION jobqueue.submit_job(text, jsonb, text, integer, timestamp with time zone, bigint[], boolean, text, integer, interval, text) IS
+    'submit_job(job_type, params, organization, ..., queue, max_retries, timeout, actor): one job, with the rules and errors of a batch of one; its own queue, retries and timeout override its type''s; returns the job, with duplicate = true when an active (or, within the dedup window, completed) copy exists.';

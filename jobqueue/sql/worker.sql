@@ -4,7 +4,9 @@
 --            on procrastinate's own fetch), so a start costs no round trip of its own;
 --            finishing them in batches, progress and checkpoints.
 -- Public:    fetch_vehicles(queues, worker_id, max_count)  -- procrastinate's fetch for a batch,
---                                                         attempts started set-based
+--                                                         attempts started set-based; shared
+--                                                         fairly among organizations, within
+--                                                         pauses and caps (claim.sql)
 --            finish_attempts(outcomes jsonb)  -- many outcomes in one call; per item accepted
 --                                                 or fenced off (the late outcome is kept on
 --                                                 its attempt row only); outcomes are
@@ -40,6 +42,12 @@ DECLARE
 BEGIN
     -- Never raise here: an error would fail procrastinate's fetch and stop the worker. A job
     -- that is no longer runnable (canceled meanwhile) gets attempt null, and the bridge drops it.
+    -- A paused or capped job is not started: its vehicle stays waiting (claim.sql).
+    SELECT * INTO v_job FROM jobqueue.job WHERE id = v_job_id AND status IN ('queued', 'retrying');
+    IF FOUND AND NOT jobqueue._admits_start(v_job.queue, v_job.organization_id, v_job.job_type)
+    THEN
+        RETURN NULL;
+    END IF;
     UPDATE jobqueue.job
     SET status = 'running', attempt = attempt + 1, started_at = coalesce(started_at, now()),
         next_retry_at = NULL, updated_at = now()
@@ -119,11 +127,13 @@ $$;
 -- procrastinate's fetch for up to max_count vehicles in one round trip, with the attempts of
 -- their jobs started set-based: one UPDATE of the jobs (so the lifecycle trigger writes the
 -- 'started' events once for the batch), one INSERT of attempt rows, one UPDATE of the
--- vehicles. Which vehicles it may take follows procrastinate_fetch_job_v2 exactly: todo and
--- due, in the given queues, by priority then id, skipping rows other workers hold, and never
--- a job whose procrastinate lock is taken by a running job or an earlier waiting one (so a
--- batch holds at most one job per lock). Other tasks' vehicles (maintenance) are claimed
--- unchanged.
+-- vehicles. Which vehicles it may take follows procrastinate_fetch_job_v2: todo and due, in
+-- the given queues, by priority then id, skipping rows other workers hold, and never a job
+-- whose procrastinate lock is taken by a running job or an earlier waiting one (so a batch
+-- holds at most one job per lock) -- unless several organizations have runnable jobs in the
+-- queues or a pause or cap applies: then, within a priority, organizations take turns, and
+-- paused or capped jobs wait (_choose_vehicles, claim.sql). Other tasks' vehicles
+-- (maintenance) are claimed unchanged.
 CREATE OR REPLACE FUNCTION jobqueue.fetch_vehicles(
     queues character varying[], worker_id bigint, max_count integer
 ) RETURNS SETOF procrastinate.procrastinate_jobs
@@ -140,12 +150,16 @@ DECLARE
     v_ids bigint[];
     v_vehicles bigint[];
     v_jobs bigint[];
+    v_shares jsonb;
 BEGIN
     IF max_count IS NULL OR max_count NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'max_count must be between 1 and 1000, got %', quote_nullable(max_count)
             USING ERRCODE = 'JQV03';
     END IF;
-    v_ids := jobqueue._claimable_vehicles(queues, max_count);
+    -- The FIFO walk of _claimable_vehicles, or the fair claim when organizations share the
+    -- queues or a pause or cap applies (claim.sql).
+    SELECT c.vehicle_ids, c.shares INTO v_ids, v_shares
+    FROM jobqueue._choose_vehicles(queues, max_count) AS c;
     IF v_ids IS NULL THEN
         RETURN;
     END IF;
@@ -202,6 +216,10 @@ BEGIN
                    THEN v.args || coalesce(r.args, jsonb_build_object('attempt', NULL))
                    ELSE v.args END,
               v.status, v.scheduled_at, v.attempts, v.abort_requested, v.worker_id;
+    IF v_shares IS NOT NULL THEN
+        -- The round robin moves on for the organizations whose jobs just started.
+        PERFORM jobqueue._record_service(v_shares, v_jobs);
+    END IF;
 END
 $$;
 
@@ -363,6 +381,9 @@ BEGIN
     FROM jobqueue._outcome_items(outcomes) AS x
     LEFT JOIN jobqueue.job AS j ON j.id = x.job_id
     WHERE a.job_id = x.job_id AND a.attempt = x.attempt AND a.late_outcome IS NULL
+      -- The batch's ids as an index condition: planned while the attempt table looked empty,
+      -- the join otherwise walks every attempt row once per item.
+      AND a.job_id = ANY (v_batch)
       AND (x.repeated OR j.id IS NULL OR j.status <> 'running' OR j.attempt <> x.attempt);
 
     -- Then every accepted outcome in one statement, so the lifecycle trigger runs once for
@@ -389,6 +410,7 @@ BEGIN
             traceback = left(d.traceback, 100000)
         FROM decided AS d
         WHERE d.accepted AND a.job_id = d.job_id AND a.attempt = d.attempt
+          AND a.job_id = ANY (v_batch)
     ), jobs AS (
         UPDATE jobqueue.job AS j
         SET status = d.next_status,
@@ -422,6 +444,7 @@ BEGIN
     DELETE FROM procrastinate.procrastinate_jobs AS p
     USING jobqueue.attempt AS a, jobqueue._outcome_items(outcomes) AS x
     WHERE a.job_id = x.job_id AND a.attempt = x.attempt AND p.id = a.procrastinate_job_id
+      AND a.job_id = ANY (v_batch)
       AND p.status = 'doing';
 END
 $$;

@@ -2,7 +2,8 @@
 "use strict";
 
 const EVENT_TYPES = ["submitted", "created", "released", "started", "progress", "completed",
-  "retry_scheduled", "dead", "canceled", "retried", "cancel_requested", "timed_out", "lost"];
+  "retry_scheduled", "dead", "canceled", "retried", "cancel_requested", "timed_out", "lost",
+  "priority_changed", "queue_paused", "queue_resumed", "limits_changed"];
 
 async function api(method, path, body) {
   const response = await fetch(path, {
@@ -19,8 +20,15 @@ async function api(method, path, body) {
   return data;
 }
 
+// The feed starts where the page's data ends (the newest event when it was rendered): a
+// change made before the feed connects is replayed, not lost. Reconnects resume by the id.
+function eventSource() {
+  const from = document.body.dataset.eventsFrom;
+  return new EventSource(from ? `/api/events?last_event_id=${from}` : "/api/events");
+}
+
 function onEvents(handler) {
-  const source = new EventSource("/api/events");
+  const source = eventSource();
   const dispatch = (message) => {
     try { handler(JSON.parse(message.data)); } catch (e) { /* keep-alive or malformed */ }
   };
@@ -338,6 +346,10 @@ function renderJob(job) {
   document.getElementById("error-section").hidden = !job.last_error;
   document.getElementById("cancel-job").disabled = ["completed", "dead", "canceled"].includes(job.status);
   document.getElementById("retry-job").disabled = !["dead", "canceled"].includes(job.status);
+  document.getElementById("job-queue").textContent = `${job.queue} / ${job.priority}`;
+  const waiting = ["waiting", "queued", "retrying"].includes(job.status);
+  document.getElementById("set-priority").disabled = !waiting;
+  document.getElementById("job-priority").disabled = !waiting;
 }
 
 function renderAttempts(attempts) {
@@ -376,6 +388,13 @@ function initJob(root) {
   };
   document.getElementById("cancel-job").onclick = act("cancel");
   document.getElementById("retry-job").onclick = act("retry");
+  document.getElementById("set-priority").onclick = async () => {
+    try {
+      const priority = Number(document.getElementById("job-priority").value);
+      renderJob(await api("POST", `/api/jobs/${jobId}/priority`, { priority }));
+      result.textContent = "";
+    } catch (e) { result.textContent = e.message; }
+  };
 }
 
 async function initJobType(root) {
@@ -450,7 +469,7 @@ function initSchedules() {
     }
   });
   // Fired ticks and changes made elsewhere show up without a manual reload.
-  const source = new EventSource("/api/events");
+  const source = eventSource();
   let pending = null;
   ["schedule_fired", "schedule_tick_failed", "schedule_created", "schedule_updated",
     "schedule_enabled", "schedule_disabled", "schedule_deleted", "schedule_failed"]
@@ -458,6 +477,116 @@ function initSchedules() {
       pending = pending || setTimeout(() => location.reload(), 1000);
     }));
   setInterval(() => location.reload(), 30000);  // the next run moves on with the ticks
+}
+
+// --- queues: pauses, caps and what each organization uses --------------------------------
+
+function cap(running, limit) { return limit == null ? `${running}` : `${running} / ${limit}`; }
+
+function numberOrNull(input) { return input.value === "" ? null : Number(input.value); }
+
+async function loadQueues(root) {
+  const admin = root.dataset.admin === "yes";
+  const result = document.getElementById("queues-result");
+  const act = (fn) => async () => {
+    try { await fn(); result.textContent = ""; } catch (e) { result.textContent = e.message; }
+    loadQueues(root).catch(() => {});
+  };
+  const [{ queues }, { usage }] = await Promise.all(
+    [api("GET", "/api/queues"), api("GET", "/api/queue-usage")]);
+  document.querySelector("#queues-table tbody").replaceChildren(...queues.map((q) => {
+    const row = el("tr", { "data-queue": q.queue },
+      el("td", {}, q.queue),
+      el("td", {}, el("span", { class: `badge ${q.paused ? "dead" : "completed"}` },
+        q.paused ? "paused" : "running")),
+      el("td", {}, cap(q.running, q.concurrency)),
+      el("td", {}, q.organization_concurrency == null ? "—" : String(q.organization_concurrency)),
+      el("td", {}, String(q.queued)));
+    const actions = el("td", {});
+    if (admin) {
+      const toggle = el("button", { type: "button", class: "pause-queue" }, q.paused ? "Resume" : "Pause");
+      toggle.onclick = act(() => api("POST", `/api/queues/${encodeURIComponent(q.queue)}/${q.paused ? "resume" : "pause"}`, {}));
+      const total = el("input", { type: "number", min: "0", placeholder: "queue cap", class: "queue-cap" });
+      const each = el("input", { type: "number", min: "0", placeholder: "per organization", class: "org-cap" });
+      if (q.concurrency != null) total.value = String(q.concurrency);
+      if (q.organization_concurrency != null) each.value = String(q.organization_concurrency);
+      const save = el("button", { type: "button", class: "save-limits" }, "Set caps");
+      save.onclick = act(() => api("POST", `/api/queues/${encodeURIComponent(q.queue)}/limits`,
+        { concurrency: numberOrNull(total), organization_concurrency: numberOrNull(each) }));
+      actions.append(toggle, " ", total, each, save);
+    }
+    row.append(actions);
+    return row;
+  }));
+  if (!queues.length) {
+    document.querySelector("#queues-table tbody").replaceChildren(
+      el("tr", {}, el("td", { colspan: "6" }, "No queues yet.")));
+  }
+  document.querySelector("#usage-table tbody").replaceChildren(...usage.map((u) => {
+    const path = `/api/queues/${encodeURIComponent(u.queue)}`;
+    const state = u.queue_paused ? "queue paused" : (u.paused ? "paused" : "running");
+    const row = el("tr", { "data-queue": u.queue, "data-organization": u.organization },
+      el("td", {}, u.queue), el("td", {}, u.organization),
+      el("td", {}, el("span", { class: `badge ${state === "running" ? "completed" : "dead"}` }, state)),
+      el("td", { class: "usage" }, cap(u.running, u.concurrency)),
+      el("td", {}, String(u.queued)), el("td", {}, String(u.weight)));
+    // Pausing one organization is for its admins too: the engine says who may.
+    const toggle = el("button", { type: "button", class: "pause-org" }, u.paused ? "Resume" : "Pause");
+    toggle.onclick = act(() => api("POST", `${path}/${u.paused ? "resume" : "pause"}`,
+      { organization: u.organization }));
+    const actions = el("td", {}, toggle);
+    if (admin) {
+      const limit = el("input", { type: "number", min: "0", placeholder: "cap", class: "org-limit" });
+      const weight = el("input", { type: "number", min: "1", max: "1000", class: "org-weight" });
+      if (u.concurrency != null) limit.value = String(u.concurrency);
+      weight.value = String(u.weight);
+      const save = el("button", { type: "button", class: "save-org" }, "Set cap and weight");
+      save.onclick = act(() => api("POST",
+        `${path}/organizations/${encodeURIComponent(u.organization)}/limits`,
+        { concurrency: numberOrNull(limit), weight: Number(weight.value) || 1 }));
+      actions.append(" ", limit, weight, save);
+    }
+    row.append(actions);
+    return row;
+  }));
+  if (!usage.length) {
+    document.querySelector("#usage-table tbody").replaceChildren(
+      el("tr", {}, el("td", { colspan: "7" }, "No organization has jobs in a queue.")));
+  }
+}
+
+function initQueues(root) {
+  const refresh = throttled(() => loadQueues(root).catch(() => {}), 1000);
+  onEvents(() => refresh());
+  setInterval(refresh, 5000);
+  loadQueues(root).catch(() => {});
+}
+
+async function initTypeLimits(name) {
+  const form = document.getElementById("type-limits");
+  const [concurrency, startLimit, startPeriod] = ["type-concurrency", "type-start-limit",
+    "type-start-period"].map((id) => document.getElementById(id));
+  const { job_type_limits: limits } = await api("GET", "/api/job-type-limits");
+  const mine = limits.find((t) => t.job_type === name);
+  if (mine) {
+    if (mine.concurrency != null) concurrency.value = String(mine.concurrency);
+    if (mine.start_limit != null) startLimit.value = String(mine.start_limit);
+    if (mine.start_period != null) startPeriod.value = String(mine.start_period);
+  }
+  if (form.dataset.admin !== "yes") {
+    form.querySelectorAll("input, button").forEach((n) => { n.disabled = true; });
+    return;
+  }
+  form.onsubmit = async (event) => {
+    event.preventDefault();
+    const result = document.getElementById("type-limits-result");
+    try {
+      await api("POST", `/api/job-types/${encodeURIComponent(name)}/limits`, {
+        concurrency: numberOrNull(concurrency), start_limit: numberOrNull(startLimit),
+        start_period: numberOrNull(startPeriod) });
+      result.textContent = "saved";
+    } catch (e) { result.textContent = e.message; }
+  };
 }
 
 function initLogin() {
@@ -486,7 +615,10 @@ document.addEventListener("DOMContentLoaded", () => {
     case "overview": return initOverview();
     case "jobs": return initJobs();
     case "job": return initJob(page);
-    case "job-type": return initJobType(page).catch(() => {});
+    case "job-type":
+      initTypeLimits(page.dataset.jobType).catch(() => {});
+      return initJobType(page).catch(() => {});
+    case "queues": return initQueues(page);
     case "schedules": return initSchedules();
     case "job-types": return initJobTypes().catch(() => {});
     case "workers":

@@ -183,3 +183,10 @@ def thread_report(ctx: JobContext, **params: Any) -> dict[str, Any]:
         "name": threading.current_thread().name,
         "leaked": leaked,
     }
+
+
+async def busy(ctx: JobContext, seconds: float = 0.1, n: int = 0) -> None:
+    """Record the start, run for a while, record the end, tagged with the organization."""
+    await _record_async(ctx, f"start:{ctx.organization}")
+    await asyncio.sleep(seconds)
+    await _record_async(ctx, f"end:{ctx.organization}")

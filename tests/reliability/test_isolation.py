@@ -155,7 +155,44 @@ CALLS: dict[str, Aim] = {
         " actor => %(actor)s)",
         refuses=(errors.Forbidden,),
     ),
+    "pause_queue": Aim(
+        "SELECT * FROM jobqueue.pause_queue(queue => 'default', organization => 'bravo',"
+        " actor => %(actor)s)",
+        refuses=NOT_YOURS,
+    ),
+    "resume_queue": Aim(
+        "SELECT * FROM jobqueue.resume_queue(queue => 'default', organization => 'bravo',"
+        " actor => %(actor)s)",
+        refuses=NOT_YOURS,
+    ),
+    "set_queue_limits": Aim(
+        "SELECT * FROM jobqueue.set_queue_limits(queue => 'default', concurrency => 0,"
+        " organization_concurrency => 0, actor => %(actor)s)",
+        refuses=(errors.Forbidden,),
+    ),
+    "set_organization_limits": Aim(
+        "SELECT * FROM jobqueue.set_organization_limits(queue => 'default',"
+        " organization => 'bravo', concurrency => 0, weight => 1, actor => %(actor)s)",
+        refuses=(errors.Forbidden,),
+    ),
+    "set_job_type_limits": Aim(
+        "SELECT * FROM jobqueue.set_job_type_limits(name => 'echo', concurrency => 0,"
+        " start_limit => NULL, start_period => NULL, actor => %(actor)s)",
+        refuses=(errors.Forbidden,),
+    ),
+    "set_job_priority": Aim(
+        "SELECT * FROM jobqueue.set_job_priority(job_id => %(job)s, priority => 9,"
+        " actor => %(actor)s)",
+        lambda b: {"job": b.queued_job},
+        refuses=(errors.JobNotFound,),
+    ),
+    "list_queue_usage": Aim(
+        "SELECT * FROM jobqueue.list_queue_usage(actor => %(actor)s, queue => NULL,"
+        " organization => 'bravo')",
+        refuses=NOT_YOURS,
+    ),
     # Readers without an organization argument answer with the actor's own data only.
+    "list_queues": Aim("SELECT * FROM jobqueue.list_queues(actor => %(actor)s)"),
     "list_organizations": Aim("SELECT * FROM jobqueue.list_organizations(actor => %(actor)s)"),
     "active_job_counts": Aim(
         "SELECT * FROM jobqueue.active_job_counts(actor => %(actor)s)", own_jobs_only=True
@@ -203,6 +240,7 @@ CALLS: dict[str, Aim] = {
     ),
     # Job types are global definitions, not organization data.
     "list_job_types": Aim("SELECT * FROM jobqueue.list_job_types(actor => %(actor)s)"),
+    "list_job_type_limits": Aim("SELECT * FROM jobqueue.list_job_type_limits(actor => %(actor)s)"),
 }
 
 # Public functions without an actor: the worker's side (never granted to the client role)
@@ -234,7 +272,8 @@ NO_ORGANIZATION_DATA = {
 # Reads for a trusted service (the web process's event hub): every organization's events, as
 # any function called with actor NULL answers.
 SERVICE_READS = {"event_feed"}
-# User, organization, membership, token and job-type management: jobqueue_admin only.
+# User, organization, membership, token and job-type management, and the queues' pauses and
+# caps: jobqueue_admin only.
 ADMIN_ONLY = {
     "create_organization",
     "create_user",
@@ -244,6 +283,11 @@ ADMIN_ONLY = {
     "revoke_token",
     "register_job_type",
     "set_job_type_enabled",
+    "pause_queue",
+    "resume_queue",
+    "set_queue_limits",
+    "set_organization_limits",
+    "set_job_type_limits",
 }
 
 

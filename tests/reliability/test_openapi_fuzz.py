@@ -42,7 +42,15 @@ from tests.integration.web_helpers import bearer, build_world, running_server, s
 
 FULL_EXAMPLES = 300
 REDUCED_EXAMPLES = 50
-ADMIN_ONLY = {("POST", "/api/job-types"), ("GET", "/metrics")}
+ADMIN_ONLY = {
+    ("POST", "/api/job-types"),
+    ("GET", "/metrics"),
+    ("POST", "/api/queues/{queue}/pause"),
+    ("POST", "/api/queues/{queue}/resume"),
+    ("POST", "/api/queues/{queue}/limits"),
+    ("POST", "/api/queues/{queue}/organizations/{organization}/limits"),
+    ("POST", "/api/job-types/{name}/limits"),
+}
 SCHEDULE = "fixture"
 
 
@@ -153,6 +161,19 @@ def ground(case: schemathesis.Case[Any], target: Target) -> None:
         # A schema-valid name is not an organization the member belongs to.
         if case.body.get("organization") is not None:
             case.body["organization"] = "org-a"
+    elif case.operation.path.startswith("/api/queues/{queue}/"):
+        # A queue and an organization the engine knows (any other is a 404, as documented).
+        case.path_parameters["queue"] = "default"
+        if "organization" in case.path_parameters:
+            case.path_parameters["organization"] = "org-a"
+        if isinstance(case.body, dict) and case.body.get("organization") is not None:
+            case.body["organization"] = "org-a"
+    elif operation == "POST /api/job-types/{name}/limits":
+        case.path_parameters["name"] = "echo"
+        # A start limit needs its period, and the reverse.
+        if (case.body.get("start_limit") is None) != (case.body.get("start_period") is None):
+            case.body["start_limit"] = case.body.get("start_limit") or 1
+            case.body["start_period"] = case.body.get("start_period") or 60
     elif operation == "POST /api/job-types":
         body = case.body
         # Two rules across fields, which a JSON schema cannot state: backoff_max is at least

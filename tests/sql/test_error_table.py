@@ -89,6 +89,9 @@ def _raisers(client: Client, dsn: str) -> dict[str, Callable[[], object]]:
         "JQT01": lambda: client.cancel_job(done.id),
         "JQS01": sql(f"SELECT jobqueue.complete_attempt({done.id}, 1)"),
         "JQR01": lambda: client.submit_job("limited", {"again": 1}, organization="acme"),
+        "JQV10": sql("SELECT jobqueue.set_queue_limits('default', concurrency => -1)"),
+        "JQN05": sql("SELECT jobqueue.pause_queue('no-such-queue')"),
+        "JQC02": sql(f"SELECT jobqueue.set_job_priority({done.id}, 5)"),
     }
 
 
@@ -112,6 +115,7 @@ def test_every_sqlstate_is_raised_by_a_real_call(client: Client, dsn: str, code:
 ENGINE_FILES = (
     "access.sql",
     "tokens.sql",
+    "capacity.sql",
     "lifecycle.sql",
     "submit.sql",
     "events.sql",
