@@ -15,8 +15,8 @@ DECLARE
     v_name name;
     v_worker_side constant text[] := ARRAY[
         'fetch_vehicles', 'finish_attempts', 'complete_attempt', 'fail_attempt',
-        'report_progress', 'save_checkpoint', 'job_checkpoint', 'rescue_attempts',
-        'cleanup_batch'];
+        'report_progress', 'save_checkpoint', 'job_checkpoint', 'hold_attempts',
+        'rescue_attempts', 'cleanup_batch'];
 BEGIN
     -- Match on proname: regprocedure's text drops the schema when it is on the search_path.
     FOR v_fn, v_name IN

@@ -14,6 +14,8 @@
 --            report_progress(job_id, attempt, percent, message)    -- returns cancel_requested
 --            save_checkpoint(job_id, attempt, checkpoint)
 --            job_checkpoint(job_id)
+--            hold_attempts(job_ids, attempts)  -- their handlers still run past their end: the
+--                                                rescuer leaves them open while reports come
 -- Internal:  _claimable_vehicles, _outcome_items  -- the batch helpers
 --            _tg_vehicle__before_fetch  -- on procrastinate's own fetch (todo -> doing of a
 --                                          'jobqueue.run' vehicle not started by
@@ -31,7 +33,7 @@
 
 CREATE OR REPLACE FUNCTION jobqueue._tg_vehicle__before_fetch() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -57,7 +59,7 @@ BEGIN
                 'attempt', v_job.attempt, 'job_type', v_job.job_type,
                 'timeout', extract(epoch FROM v_job.timeout), 'handler', t.handler,
                 'params', v_job.params, 'organization', o.name,
-                'checkpoint', v_job.checkpoint)
+                'checkpoint', v_job.checkpoint, 'execution', t.execution)
             FROM jobqueue.job_type AS t, jobqueue.organization AS o
             WHERE t.name = v_job.job_type AND o.id = v_job.organization_id);
     ELSE
@@ -128,7 +130,7 @@ CREATE OR REPLACE FUNCTION jobqueue.fetch_vehicles(
     queues character varying[], worker_id bigint, max_count integer
 ) RETURNS SETOF procrastinate.procrastinate_jobs
 LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = jobqueue, procrastinate, pg_catalog
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 SET random_page_cost = 1.1  -- see finish_attempts
 SET enable_seqscan = off
 SET enable_bitmapscan = off
@@ -184,7 +186,7 @@ BEGIN
                    'attempt', s.attempt, 'job_type', s.job_type,
                    'timeout', extract(epoch FROM s.timeout), 'handler', t.handler,
                    'params', s.params, 'organization', o.name,
-                   'checkpoint', s.checkpoint) AS args
+                   'checkpoint', s.checkpoint, 'execution', t.execution) AS args
         FROM started AS s
         JOIN jobqueue.job_type AS t ON t.name = s.job_type
         JOIN jobqueue.organization AS o ON o.id = s.organization_id
@@ -518,6 +520,33 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM jobqueue._raise_stale(save_checkpoint.job_id, save_checkpoint.attempt);
     END IF;
+END
+$$;
+
+-- A worker still runs these attempts' handlers, past their deadline or a cancel request (a
+-- handler that cannot be stopped: inline mode), or while it kills them (process mode): their
+-- attempts stay open, and the rescuer leaves them alone for stale_after after the last report.
+-- Returns how many open attempts it found. No worker id: a worker restarted after a database
+-- error reports the handlers its predecessor left running in the same process.
+CREATE OR REPLACE FUNCTION jobqueue.hold_attempts(job_ids bigint[], attempts integer[])
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_count integer;
+BEGIN
+    IF job_ids IS NULL OR attempts IS NULL
+       OR cardinality(job_ids) <> cardinality(attempts) OR cardinality(job_ids) > 10000 THEN
+        RAISE EXCEPTION 'job_ids and attempts must be arrays of the same length (at most 10000)'
+            USING ERRCODE = 'JQV03';
+    END IF;
+    UPDATE jobqueue.attempt AS a SET held_at = now()
+    FROM unnest(job_ids, attempts) AS h (job_id, attempt)
+    WHERE a.job_id = h.job_id AND a.attempt = h.attempt AND a.outcome IS NULL;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
 END
 $$;
 

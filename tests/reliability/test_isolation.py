@@ -172,6 +172,7 @@ WORKER_ONLY = {
     "report_progress",
     "save_checkpoint",
     "job_checkpoint",
+    "hold_attempts",
     "rescue_attempts",
     "cleanup_batch",
 }

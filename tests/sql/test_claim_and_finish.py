@@ -281,3 +281,21 @@ def test_an_outcome_without_a_kind_refuses_the_whole_batch(
         "SELECT count(*) AS n FROM jobqueue.job WHERE status = 'running'"
     ).fetchone()
     assert running == {"n": 2}
+
+
+def test_the_ride_says_where_the_handler_runs(setup: Client, conn: psycopg.Connection[Any]) -> None:
+    """A claim, and procrastinate's own fetch through the trigger, give the bridge the job
+    type's execution mode, NULL when the type leaves it to the worker."""
+    make_job_type(setup, "killable", execution="process")
+    chosen = setup.submit_job("killable", {}, organization="acme").id
+    default = setup.submit_job("echo", {}, organization="acme").id
+    worker = register_worker(conn)
+    rides = {v["args"]["job_id"]: v["args"] for v in claim(conn, worker, 2)}
+    assert rides[chosen]["execution"] == "process"
+    assert rides[default]["execution"] is None
+    fetched = setup.submit_job("killable", {"fetched": True}, organization="acme").id
+    vehicle = conn.execute(
+        "SELECT args FROM procrastinate.procrastinate_fetch_job_v2(NULL, %s)", (worker,)
+    ).fetchone()
+    assert vehicle is not None
+    assert (vehicle["args"]["job_id"], vehicle["args"]["execution"]) == (fetched, "process")
