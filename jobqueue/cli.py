@@ -120,6 +120,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from jobqueue.worker import main as worker_main
 
     argv = ["--concurrency", str(args.concurrency), "--queues", args.queues]
+    argv += ["--execution", args.execution, "--kill-grace", str(args.kill_grace)]
     if args.dsn:
         argv += ["--dsn", args.dsn]
     return int(worker_main(argv))

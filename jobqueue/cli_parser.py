@@ -45,6 +45,15 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     worker = verb(verbs, "worker", "run a worker until SIGTERM/SIGINT")
     worker.add_argument("--queues", default="", help="comma-separated queues (default: all)")
     worker.add_argument("--concurrency", type=int, default=10, help="jobs at once (10)")
+    worker.add_argument(
+        "--execution",
+        choices=("inline", "process"),
+        default="inline",
+        help="where handlers of job types that name no mode run (inline)",
+    )
+    worker.add_argument(
+        "--kill-grace", type=float, default=5.0, help="seconds from SIGTERM to SIGKILL (5)"
+    )
     worker.set_defaults(run=cli.cmd_worker)
 
     web = verb(verbs, "web", "serve the JSON API and the dashboard")

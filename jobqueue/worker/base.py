@@ -25,8 +25,9 @@ from procrastinate import App, exceptions, job_context, jobs, retry, utils, work
 
 from jobqueue import calls
 from jobqueue.tasks import maintenance
-from jobqueue.worker import bridge
+from jobqueue.worker import bridge, execution, holds
 from jobqueue.worker.outcomes import OutcomeBuffer
+from jobqueue.worker.processes import ProcessPool
 from jobqueue.worker.slots import Slots
 
 logger = logging.getLogger("jobqueue.worker")
@@ -110,16 +111,24 @@ class JobqueueWorker(worker.Worker):
         self._outcomes = OutcomeBuffer(
             functools.partial(bridge.record_outcome_rows, pool), limit=2 * self.concurrency
         )
+        modes = execution.settings_from(self.additional_context)
+        processes = ProcessPool(kill_grace=modes.kill_grace)
         self.additional_context = {
             **(self.additional_context or {}),
             bridge.OUTCOMES_KEY: self._outcomes,
+            execution.SETTINGS_KEY: modes,
+            execution.PROCESSES_KEY: processes,
         }
         self._slots = Slots(self.concurrency)
+        # Handlers that a previous worker of this process left running (it stopped after a
+        # database error) hold slots until they end: threads stay bounded by the concurrency.
+        self._slots.take(holds.holds.adopt(self._slots.give))
         try:
             await super().run()  # type: ignore[no-untyped-call]
         finally:
             # Outcomes of the last attempts, "lost" ones of a shutdown included.
             await self._outcomes.drain()
+            await processes.close()
 
     async def _fetch_and_process_jobs(self) -> None:
         """Claim vehicles, as many per round trip as there are free slots, and start them,
@@ -183,6 +192,23 @@ class JobqueueWorker(worker.Worker):
         task = asyncio.create_task(runner(context), name=f"process job {job.task_name}[{job.id}]")
         self._running_jobs[task] = context
         task.add_done_callback(self._release)
+
+    def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
+        tasks: list[asyncio.Task[Any]] = super()._start_side_tasks()
+        tasks.append(asyncio.create_task(self._report_holds(), name="report_holds"))
+        return tasks
+
+    async def _report_holds(self) -> None:
+        """Tell the database, with every heartbeat, which attempts' handlers still run past
+        their end, so that the rescuer does not hand their jobs out beside them."""
+        pool = self.app.connector.pool  # type: ignore[attr-defined]
+        while True:
+            await asyncio.sleep(self.update_heartbeat_interval)
+            try:
+                await holds.report(pool)
+            except Exception as exc:
+                # The heartbeat meets the same outage, and stops the worker if it lasts.
+                logger.warning("reporting held attempts failed: %s", exc)
 
     def _release(self, done: asyncio.Task[Any]) -> None:
         """A started job's task ended: forget it and free its slot."""
