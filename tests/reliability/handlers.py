@@ -103,12 +103,17 @@ def _block(how: str, seconds: float) -> None:
 
 
 def ignores_cancel(
-    ctx: JobContext, how: str = "sleep", seconds: float = 3.0, later_seconds: float | None = None
+    ctx: JobContext,
+    how: str = "sleep",
+    seconds: float = 3.0,
+    later_seconds: float | None = None,
+    n: int = 0,
 ) -> str:
     """Log the start, block for ``seconds`` (``later_seconds`` from the second attempt on)
     in one of the ways ``how`` names (busy loop, time.sleep, socket read, or a busy loop that
     swallows exceptions), never looking at ``ctx.is_canceled()``, and log the end however the
     handler ends: by itself, or through the SIGTERM of process mode. SIGKILL leaves no end row.
+    ``n`` only tells jobs of the same kind apart.
     """
     if later_seconds is not None and ctx.attempt > 1:
         seconds = later_seconds
