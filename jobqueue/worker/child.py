@@ -149,13 +149,24 @@ def _read(link: Link, jobs: queue.SimpleQueue[tuple[Any, ...]]) -> None:
     os._exit(0)
 
 
-def _stop(signum: int, frame: Any) -> None:
-    raise Stopped
+def _stopper(link: Link) -> Any:
+    def stop(signum: int, frame: Any) -> None:
+        # The cancel request may still be in the pipe: the flag is set here too, so that
+        # whatever runs on the way out (finally blocks) sees it.
+        context = link.context
+        if context is not None:
+            context._cancel()
+        raise Stopped
+
+    return stop
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_runner: asyncio.Runner | None = None
 
 
 def _run(link: Link, message: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -181,7 +192,12 @@ def _run(link: Link, message: tuple[Any, ...]) -> tuple[Any, ...]:
         if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - an instance with an async __call__
         ):
-            result = asyncio.run(fn(ctx, **params))
+            # One loop for every async handler this process runs, as in the worker: what a
+            # handler keeps across jobs (a connection pool) stays bound to a live loop.
+            global _runner
+            if _runner is None:
+                _runner = asyncio.Runner()
+            result = _runner.run(fn(ctx, **params))
         else:
             result = fn(ctx, **params)
     except Stopped:
@@ -200,8 +216,8 @@ def serve(conn: Connection, log_level: int) -> None:
     # The worker decides when its handlers stop: a Ctrl-C in the terminal reaches the whole
     # process group, and must not fail the job running here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _stop)
     link = Link(conn)
+    signal.signal(signal.SIGTERM, _stopper(link))
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
