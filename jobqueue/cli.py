@@ -253,7 +253,14 @@ def cmd_types_register(args: argparse.Namespace) -> int:
     from jobqueue.handlers import register_job_type
 
     settings: dict[str, Any] = {"queue": args.queue, "priority": args.priority}
-    for name in ("max_retries", "timeout", "backoff_base", "backoff_max", "dedup_window"):
+    for name in (
+        "max_retries",
+        "timeout",
+        "backoff_base",
+        "backoff_max",
+        "dedup_window",
+        "execution",
+    ):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     if args.rate_limit is not None:

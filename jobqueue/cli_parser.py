@@ -114,6 +114,11 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     register.add_argument("--dedup-window", type=cli._seconds, help="seconds")
     register.add_argument("--rate-limit", type=int, help="jobs per --rate-period")
     register.add_argument("--rate-period", type=cli._seconds, help="seconds")
+    register.add_argument(
+        "--execution",
+        choices=("inline", "process"),
+        help="where its handlers run (default: the worker's --execution)",
+    )
     register.set_defaults(run=cli.cmd_types_register)
 
     org = verbs.add_parser("org", help="organizations", description="organizations")
