@@ -347,6 +347,27 @@ def finish_attempts(outcomes: Sequence[dict[str, Any]]) -> Call[list[models.Fini
     )
 
 
+def finish_and_fetch(
+    outcomes: Sequence[dict[str, Any]],
+    queues: Iterable[str] | None,
+    worker_id: int,
+    max_count: int,
+) -> Call[list[dict[str, Any]]]:
+    """Record outcomes, then claim up to ``max_count`` vehicles, in one transaction."""
+    return Call(
+        "SELECT * FROM jobqueue.finish_and_fetch(outcomes => %(outcomes)s,"
+        " queues => %(queues)s::varchar[], worker_id => %(worker_id)s::bigint,"
+        " max_count => %(max_count)s::integer)",
+        {
+            "outcomes": Jsonb(list(outcomes)),
+            "queues": None if queues is None else list(queues),
+            "worker_id": worker_id,
+            "max_count": max_count,
+        },
+        list,
+    )
+
+
 def report_progress(
     job_id: int, attempt: int, percent: int, message: str | None = None
 ) -> Call[bool]:

@@ -14,7 +14,8 @@ DECLARE
     v_fn regprocedure;
     v_name name;
     v_worker_side constant text[] := ARRAY[
-        'fetch_vehicles', 'finish_attempts', 'complete_attempt', 'fail_attempt',
+        'fetch_vehicles', 'finish_attempts', 'finish_and_fetch', 'complete_attempt',
+        'fail_attempt',
         'report_progress', 'save_checkpoint', 'job_checkpoint', 'hold_attempts',
         'rescue_attempts', 'cleanup_batch'];
 BEGIN

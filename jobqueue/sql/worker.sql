@@ -9,6 +9,7 @@
 --                                                 or fenced off (the late outcome is kept on
 --                                                 its attempt row only); outcomes are
 --                                                 completed|failed|timed_out|canceled|lost
+--            finish_and_fetch(outcomes, queues, worker_id, max_count)  -- both, one transaction
 --            complete_attempt(job_id, attempt, result)             -- one; JQS01 when fenced
 --            fail_attempt(job_id, attempt, error, traceback, retryable, outcome)
 --            report_progress(job_id, attempt, percent, message)    -- returns cancel_requested
@@ -204,6 +205,34 @@ BEGIN
                    THEN v.args || coalesce(r.args, jsonb_build_object('attempt', NULL))
                    ELSE v.args END,
               v.status, v.scheduled_at, v.attempts, v.abort_requested, v.worker_id;
+END
+$$;
+
+-- finish_attempts, then fetch_vehicles, in one call and one transaction: a worker that
+-- claims as its jobs end (one at a time, at concurrency 1) records their outcomes on the way
+-- instead of in a round trip of their own. Fenced-off outcomes are kept as finish_attempts
+-- keeps them, and named in a WARNING (the worker logs it). The claim sees what the finish
+-- did: a dependent it released may be among the vehicles claimed.
+CREATE OR REPLACE FUNCTION jobqueue.finish_and_fetch(
+    outcomes jsonb, queues character varying[], worker_id bigint, max_count integer
+) RETURNS SETOF procrastinate.procrastinate_jobs
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_fenced text;
+BEGIN
+    SELECT string_agg(format('attempt %s of job %s', f.attempt, f.job_id), ', ')
+    INTO v_fenced
+    FROM jobqueue.finish_attempts(finish_and_fetch.outcomes) AS f
+    WHERE NOT f.accepted;
+    IF v_fenced IS NOT NULL THEN
+        RAISE WARNING '% no longer current; the outcome was kept on the attempt row only',
+            v_fenced;
+    END IF;
+    RETURN QUERY SELECT * FROM jobqueue.fetch_vehicles(
+        finish_and_fetch.queues, finish_and_fetch.worker_id, finish_and_fetch.max_count);
 END
 $$;
 

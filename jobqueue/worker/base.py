@@ -21,6 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 from procrastinate import App, exceptions, job_context, jobs, retry, utils, worker
 
 from jobqueue import calls
@@ -133,15 +134,20 @@ class JobqueueWorker(worker.Worker):
     async def _fetch_and_process_jobs(self) -> None:
         """Claim vehicles, as many per round trip as there are free slots, and start them,
         until none is left or a stop is requested."""
-        slots = self._slots
-        assert slots is not None
+        slots, outcomes = self._slots, self._outcomes
+        assert slots is not None and outcomes is not None
         batch = min(self.concurrency, MAX_CLAIM)
         while not self._stop_event.is_set():
-            if self._outcomes is not None and not self._outcomes.room():
-                await utils.wait_any(self._outcomes.has_room(), self._stop_event.wait())
+            if not outcomes.room():
+                await utils.wait_any(outcomes.has_room(), self._stop_event.wait())
                 continue
             if slots.free == 0:
-                await slots.wait_for(1)  # a job ends, or stop() wakes it
+                # The outcome of the job that frees a slot goes with the claim that fills it.
+                outcomes.hold()
+                try:
+                    await slots.wait_for(1)  # a job ends, or stop() wakes it
+                finally:
+                    outcomes.release()
                 continue
             if slots.used and slots.free < batch:
                 # Much of a claim's cost to the database is per call, not per vehicle, and
@@ -149,7 +155,11 @@ class JobqueueWorker(worker.Worker):
                 # at the first freed slot (or at any fixed share of them) would split each
                 # batch into smaller claims, for good. A busy worker gives its running jobs
                 # CLAIM_GATHER to free the rest; an idle one claims at once.
-                await slots.wait_for(batch, CLAIM_GATHER)
+                outcomes.hold()
+                try:
+                    await slots.wait_for(batch, CLAIM_GATHER)
+                finally:
+                    outcomes.release()
                 if self._stop_event.is_set():
                     break
             count = min(slots.free, batch)
@@ -158,21 +168,40 @@ class JobqueueWorker(worker.Worker):
             # may be too late for it, and its NOTIFY must then lead to another claim rather
             # than wait for the poll.
             self._new_job_event.clear()
+            finished = outcomes.take()
             try:
-                vehicles = await self._claim(count)
+                vehicles = await self._claim(count, finished)
             except BaseException:
                 slots.give(count)
+                outcomes.settle(finished, recorded=False)
                 raise
+            outcomes.settle(finished, recorded=True)
             slots.give(count - len(vehicles))
             for vehicle in vehicles:
                 self._start(vehicle, slots)
             if len(vehicles) < count:
                 break  # the queue is empty for now: wait for a notification or the poll
 
-    async def _claim(self, count: int) -> list[jobs.Job]:
+    async def _claim(self, count: int, finished: list[dict[str, Any]]) -> list[jobs.Job]:
+        """Claim up to ``count`` vehicles, recording the ``finished`` outcomes in the same
+        transaction."""
         assert self.worker_id is not None
+        execute = self.app.connector.execute_query_all_async
         call = calls.fetch_vehicles(self.queues, self.worker_id, count)
-        rows = await self.app.connector.execute_query_all_async(call.sql, **call.params)
+        if finished:
+            both = calls.finish_and_fetch(finished, self.queues, self.worker_id, count)
+            try:
+                rows = await execute(both.sql, **both.params)
+                return [jobs.Job.from_row(row) for row in rows]
+            except exceptions.ConnectorException as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
+                    raise
+                # The transaction held the ended jobs while it locked the claimed ones, and
+                # something else (a bulk action) took them in the other order. Nothing was
+                # done: one thing at a time, then.
+                logger.warning("a claim that recorded outcomes met a deadlock; retrying apart")
+                await bridge.record_outcome_rows(self.app.connector.pool, finished)  # type: ignore[attr-defined]
+        rows = await execute(call.sql, **call.params)
         return [jobs.Job.from_row(row) for row in rows]
 
     def _start(self, job: jobs.Job, slots: Slots) -> None:

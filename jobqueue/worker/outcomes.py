@@ -5,6 +5,12 @@ slot at once. One ``finish_attempts`` call is in flight at a time and carries ev
 that arrived while the previous one ran, so an idle worker records an outcome immediately
 and a busy one records dozens per round trip.
 
+While the claim loop waits for slots to free (:meth:`OutcomeBuffer.hold`), the outcomes of
+the jobs that free them wait for it instead: the claim that follows takes them along
+(:meth:`OutcomeBuffer.take`, ``finish_and_fetch``), so a worker whose jobs end one at a time
+spends one round trip per job instead of two. Whatever the claim loop does not take is
+flushed as soon as it stops waiting.
+
 An outcome held here and not yet committed is not lost if the worker dies: its attempt is
 still ``running`` and the rescuer closes it once the worker stops heartbeating, so the job
 runs again (at-least-once). The buffer is bounded (the claim loop waits while it is full) so
@@ -41,17 +47,51 @@ class OutcomeBuffer:
         self._room = asyncio.Event()
         self._room.set()
 
+    # While True, outcomes wait for the claim loop to take them along (see the module doc).
+    _held = False
+
     def __len__(self) -> int:
-        """Outcomes not yet committed: waiting, or in the call in flight."""
+        """Outcomes not yet committed: waiting, or in a call in flight."""
         return len(self._pending) + self._in_flight
 
     def add(self, outcome: dict[str, Any]) -> None:
-        """Queue an outcome; a flush starts now unless one is already running."""
+        """Queue an outcome; a flush starts now unless one is already running, or the claim
+        loop is about to take it along."""
         self._pending.append(outcome)
         if len(self._pending) + self._in_flight >= self._limit:  # len(self), inline: once per job
             self._room.clear()
-        if self._flusher is None or self._flusher.done():
+        if not self._held and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")
+
+    def hold(self) -> None:
+        """The claim loop waits for slots: outcomes of the jobs that free them wait for it."""
+        self._held = True
+
+    def release(self) -> None:
+        """The claim loop stopped waiting: what it does not :meth:`take` now is flushed (the
+        flush starts at the loop's next turn, after a claim that follows at once)."""
+        self._held = False
+        if self._pending and (self._flusher is None or self._flusher.done()):
+            self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")
+
+    def take(self) -> list[dict[str, Any]]:
+        """The waiting outcomes, for a claim to record; they count as in flight until
+        :meth:`settle`."""
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        self._in_flight += len(batch)
+        return batch
+
+    def settle(self, batch: list[dict[str, Any]], *, recorded: bool) -> None:
+        """The claim that took ``batch`` ended: recorded, or not (then they wait again, and
+        a flush records them)."""
+        self._in_flight -= len(batch)
+        if not recorded:
+            self._pending[:0] = batch
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")
+        if len(self) < self._limit:
+            self._room.set()
 
     def room(self) -> bool:
         """Whether fewer than ``limit`` outcomes are uncommitted (claims may go on)."""
@@ -70,7 +110,7 @@ class OutcomeBuffer:
         while self._pending:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            self._in_flight = len(batch)
+            self._in_flight += len(batch)
             try:
                 await self._record(batch)
             except Exception:
@@ -81,6 +121,6 @@ class OutcomeBuffer:
                     len(batch),
                 )
             finally:
-                self._in_flight = 0
+                self._in_flight -= len(batch)
                 if len(self) < self._limit:
                     self._room.set()

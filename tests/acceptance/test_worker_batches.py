@@ -48,6 +48,26 @@ def test_a_busy_worker_claims_and_records_many_jobs_per_round_trip(
     assert vehicles == 0
 
 
+def test_a_worker_at_concurrency_one_records_each_outcome_with_the_claim_that_follows(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    """One job at a time: the outcome of each job rides with the claim of the next, one
+    round trip and one transaction for both (their rows share its timestamp). A claim that
+    takes one of the worker's maintenance tasks instead breaks a pair or two."""
+    client.register_job_type("quick", "jobqueue.tasks.demo:echo", max_retries=0)
+    client.submit_jobs(
+        [{"job_type": "quick", "params": {"n": i}, "organization": org} for i in range(30)]
+    )
+    workers.start(concurrency=1)
+    wait_for(lambda: unfinished(db) == 0, timeout=60, interval=0.2, what="30 jobs to finish")
+    rows = db.execute(
+        "SELECT started_at, finished_at FROM jobqueue.attempt ORDER BY started_at"
+    ).fetchall()
+    assert len(rows) == 30
+    pairs = [done == started for (_, done), (started, _) in zip(rows, rows[1:], strict=False)]
+    assert pairs.count(False) <= 3, pairs
+
+
 def test_a_stopping_worker_records_every_outcome_it_holds(
     client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
 ) -> None:

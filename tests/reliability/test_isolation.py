@@ -167,6 +167,7 @@ CALLS: dict[str, Aim] = {
 WORKER_ONLY = {
     "fetch_vehicles",
     "finish_attempts",
+    "finish_and_fetch",
     "complete_attempt",
     "fail_attempt",
     "report_progress",

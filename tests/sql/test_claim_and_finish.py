@@ -299,3 +299,33 @@ def test_the_ride_says_where_the_handler_runs(setup: Client, conn: psycopg.Conne
     ).fetchone()
     assert vehicle is not None
     assert (vehicle["args"]["job_id"], vehicle["args"]["execution"]) == (fetched, "process")
+
+
+def test_finish_and_fetch_records_outcomes_then_claims_in_one_transaction(
+    setup: Client, conn: psycopg.Connection[Any]
+) -> None:
+    """The claim sees what the finish did (a dependent it released is claimed in the same
+    call), and a fenced-off outcome is kept on its attempt and named in a warning."""
+    first = setup.submit_job("echo", {"first": True}, organization="acme").id
+    then = setup.submit_job("echo", {"then": True}, organization="acme", depends_on=[first]).id
+    stale = setup.submit_job("echo", {"stale": True}, organization="acme").id
+    worker = register_worker(conn)
+    assert {v["args"]["job_id"] for v in claim(conn, worker, 2)} == {first, stale}
+    warnings: list[str] = []
+    conn.add_notice_handler(lambda notice: warnings.append(notice.message_primary or ""))
+    call = calls.finish_and_fetch(
+        [
+            {"job_id": first, "attempt": 1, "outcome": "completed"},
+            {"job_id": stale, "attempt": 7, "outcome": "completed"},
+        ],
+        None,
+        worker,
+        5,
+    )
+    vehicles = conn.execute(call.sql, call.params).fetchall()
+    assert [(v["args"]["job_id"], v["args"]["attempt"]) for v in vehicles] == [(then, 1)]
+    assert setup.get_job(first).status == "completed"
+    assert setup.get_job(stale).status == "running"
+    assert warnings == [
+        f"attempt 7 of job {stale} no longer current; the outcome was kept on the attempt row only"
+    ]
