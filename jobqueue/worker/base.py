@@ -138,16 +138,14 @@ class JobqueueWorker(worker.Worker):
         assert slots is not None and outcomes is not None
         batch = min(self.concurrency, MAX_CLAIM)
         while not self._stop_event.is_set():
-            if not outcomes.room():
+            # Too many outcomes not yet recorded pause claims, unless the claim records the
+            # waiting ones itself (at concurrency 1: the outcome of the job just ended, while
+            # the previous one's finish is still in flight).
+            if not outcomes.room() and not (slots.free and outcomes.waiting()):
                 await utils.wait_any(outcomes.has_room(), self._stop_event.wait())
                 continue
             if slots.free == 0:
-                # The outcome of the job that frees a slot goes with the claim that fills it.
-                outcomes.hold()
-                try:
-                    await slots.wait_for(1)  # a job ends, or stop() wakes it
-                finally:
-                    outcomes.release()
+                await slots.wait_for(1)  # a job ends, or stop() wakes it
                 continue
             if slots.used and slots.free < batch:
                 # Much of a claim's cost to the database is per call, not per vehicle, and
@@ -155,11 +153,7 @@ class JobqueueWorker(worker.Worker):
                 # at the first freed slot (or at any fixed share of them) would split each
                 # batch into smaller claims, for good. A busy worker gives its running jobs
                 # CLAIM_GATHER to free the rest; an idle one claims at once.
-                outcomes.hold()
-                try:
-                    await slots.wait_for(batch, CLAIM_GATHER)
-                finally:
-                    outcomes.release()
+                await slots.wait_for(batch, CLAIM_GATHER)
                 if self._stop_event.is_set():
                     break
             count = min(slots.free, batch)
@@ -168,6 +162,7 @@ class JobqueueWorker(worker.Worker):
             # may be too late for it, and its NOTIFY must then lead to another claim rather
             # than wait for the poll.
             self._new_job_event.clear()
+            # Outcomes that wait while a finish is in flight ride with the claim.
             finished = outcomes.take()
             try:
                 vehicles = await self._claim(count, finished)

@@ -5,11 +5,12 @@ slot at once. One ``finish_attempts`` call is in flight at a time and carries ev
 that arrived while the previous one ran, so an idle worker records an outcome immediately
 and a busy one records dozens per round trip.
 
-While the claim loop waits for slots to free (:meth:`OutcomeBuffer.hold`), the outcomes of
-the jobs that free them wait for it instead: the claim that follows takes them along
-(:meth:`OutcomeBuffer.take`, ``finish_and_fetch``), so a worker whose jobs end one at a time
-spends one round trip per job instead of two. Whatever the claim loop does not take is
-flushed as soon as it stops waiting.
+Outcomes that arrive while a ``finish_attempts`` is in flight wait for the next call, and
+the next call may be a claim: the claim loop takes them along (:meth:`OutcomeBuffer.take`,
+``finish_and_fetch``), recording them in the claim's own round trip and transaction rather
+than waiting for the flush in flight to end and a flush of their own. A worker whose
+database keeps up records outcomes in parallel with its claims, as before; one whose finishes
+lag (a loaded database, jobs ending one at a time) stops paying a round trip per outcome.
 
 An outcome held here and not yet committed is not lost if the worker dies: its attempt is
 still ``running`` and the rescuer closes it once the worker stops heartbeating, so the job
@@ -47,32 +48,22 @@ class OutcomeBuffer:
         self._room = asyncio.Event()
         self._room.set()
 
-    # While True, outcomes wait for the claim loop to take them along (see the module doc).
-    _held = False
-
     def __len__(self) -> int:
         """Outcomes not yet committed: waiting, or in a call in flight."""
         return len(self._pending) + self._in_flight
 
     def add(self, outcome: dict[str, Any]) -> None:
-        """Queue an outcome; a flush starts now unless one is already running, or the claim
-        loop is about to take it along."""
+        """Queue an outcome; a flush starts now unless one is already running (which takes
+        it next, unless a claim takes it first)."""
         self._pending.append(outcome)
         if len(self._pending) + self._in_flight >= self._limit:  # len(self), inline: once per job
             self._room.clear()
-        if not self._held and (self._flusher is None or self._flusher.done()):
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")
 
-    def hold(self) -> None:
-        """The claim loop waits for slots: outcomes of the jobs that free them wait for it."""
-        self._held = True
-
-    def release(self) -> None:
-        """The claim loop stopped waiting: what it does not :meth:`take` now is flushed (the
-        flush starts at the loop's next turn, after a claim that follows at once)."""
-        self._held = False
-        if self._pending and (self._flusher is None or self._flusher.done()):
-            self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")
+    def waiting(self) -> bool:
+        """Whether outcomes wait for a call (the flush in flight carries others)."""
+        return bool(self._pending)
 
     def take(self) -> list[dict[str, Any]]:
         """The waiting outcomes, for a claim to record; they count as in flight until
