@@ -292,3 +292,49 @@ def test_a_worker_gone_with_a_handler_overstaying_has_the_attempt_rescued_after_
     assert first_run["handler_ended"] is None  # it died with its process
     assert second_run["handler_started"] > gone_at
     assert overlapping_attempts(owner) == []
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_a_killed_workers_child_process_ends_with_it_before_the_job_runs_again(
+    client: Client, owner: psycopg.Connection[Any], workers: Workers
+) -> None:
+    """Process mode: SIGKILL the worker while its child runs a handler. The child finds its
+    pipe closed and exits at once, and the rescued job runs again only after that."""
+    client.create_organization("acme")
+    register(client, None, timeout=timedelta(seconds=60))
+    job_id = client.submit_job(
+        "busy", {"how": "busy", "seconds": 60, "later_seconds": 0.2}, organization="acme"
+    ).id
+    first = workers.start(concurrency=1, stale_after=2, extra=["--execution", "process"])
+    started = wait_for(
+        lambda: owner.execute(
+            "SELECT pid FROM public.attempt_log WHERE job_id = %s AND phase = 'started'",
+            (job_id,),
+        ).fetchone(),
+        what="the handler to start in its child",
+    )
+    child = int(started[0])
+    assert child != first.pid
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    wait_for(lambda: not alive(child), timeout=30, what="the child to end with its worker")
+    gone_at = owner.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+    workers.start(concurrency=1, stale_after=2, extra=["--execution", "process"])
+    wait_for(
+        lambda: client.get_job(job_id).status == "completed",
+        timeout=60,
+        what="the job to be rescued and run again",
+    )
+    first_run, second_run = runs(owner)
+    assert (first_run["outcome"], second_run["outcome"]) == ("lost", "completed")
+    assert first_run["handler_ended"] is None  # killed with no word: the pipe closed
+    assert second_run["handler_started"] > gone_at
+    assert overlapping_attempts(owner) == []
