@@ -138,9 +138,9 @@ class JobqueueWorker(worker.Worker):
         assert slots is not None and outcomes is not None
         batch = min(self.concurrency, MAX_CLAIM)
         while not self._stop_event.is_set():
-            # Too many outcomes not yet recorded pause claims, unless the claim records the
+            # Too many outcomes not yet recorded pause claims, unless the claim can record the
             # waiting ones itself (at concurrency 1: the outcome of the job just ended, while
-            # the previous one's finish is still in flight).
+            # the previous one's finish is still in flight, fills the buffer).
             if not outcomes.room() and not (slots.free and outcomes.waiting()):
                 await utils.wait_any(outcomes.has_room(), self._stop_event.wait())
                 continue
@@ -162,8 +162,11 @@ class JobqueueWorker(worker.Worker):
             # may be too late for it, and its NOTIFY must then lead to another claim rather
             # than wait for the poll.
             self._new_job_event.clear()
-            # Outcomes that wait while a finish is in flight ride with the claim.
-            finished = outcomes.take()
+            # Outcomes waiting behind a finish in flight ride with the claim when there are too
+            # many to claim without them. Otherwise they wait for their own finish: a claim
+            # and a finish on two connections run side by side, one claim that does both
+            # takes as long as the two.
+            finished = [] if outcomes.room() else outcomes.take()
             try:
                 vehicles = await self._claim(count, finished)
             except BaseException:

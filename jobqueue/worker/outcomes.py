@@ -5,12 +5,10 @@ slot at once. One ``finish_attempts`` call is in flight at a time and carries ev
 that arrived while the previous one ran, so an idle worker records an outcome immediately
 and a busy one records dozens per round trip.
 
-Outcomes that arrive while a ``finish_attempts`` is in flight wait for the next call, and
-the next call may be a claim: the claim loop takes them along (:meth:`OutcomeBuffer.take`,
-``finish_and_fetch``), recording them in the claim's own round trip and transaction rather
-than waiting for the flush in flight to end and a flush of their own. A worker whose
-database keeps up records outcomes in parallel with its claims, as before; one whose finishes
-lag (a loaded database, jobs ending one at a time) stops paying a round trip per outcome.
+When the buffer is full, the claim loop does not wait for the flush in flight: it takes the
+waiting outcomes along (:meth:`OutcomeBuffer.take`, ``finish_and_fetch``), and the claim
+records them in its own round trip and transaction. Below that, outcomes and claims go on two
+connections side by side, which is faster than one call doing both.
 
 An outcome held here and not yet committed is not lost if the worker dies: its attempt is
 still ``running`` and the rescuer closes it once the worker stops heartbeating, so the job
