@@ -44,7 +44,9 @@ def parse(argv: list[str] | None = None) -> runner.Options:
     )
     parser.add_argument("--dsn", help="use this existing server instead of a throwaway one")
     parser.add_argument(
-        "--repetitions", type=int, help="rounds of enqueue, drain and latency (default 3, quick 1)"
+        "--repetitions",
+        type=int,
+        help="rounds of enqueue, drain, serial and latency (default 3, quick 1)",
     )
     parser.add_argument(
         "--concurrency",

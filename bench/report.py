@@ -31,6 +31,7 @@ def metrics(processes: tuple[int, ...], batch_size: int) -> list[Metric]:
         for p in processes
     ]
     return rows + [
+        Metric("serial_per_s", "drain, 1 process at concurrency 1 (jobs/s)", 0, True),
         Metric("latency_p50_ms", "pick-up latency p50 (ms)", 2, False),
         Metric("latency_p95_ms", "pick-up latency p95 (ms)", 2, False),
         Metric("latency_p99_ms", "pick-up latency p99 (ms)", 2, False),

@@ -42,6 +42,10 @@ def figures(system: System, processes: Iterable[int]) -> dict[str, float | bool 
             if any(x["timed_out"] for x in these):
                 out[f"drain_{p}p_per_s_partial"] = True
         out["dead_tuples"] = _median_of([x for x in drains if x["processes"] == 1], "dead_tuples")
+    if serial := r.get("serial"):
+        out["serial_per_s"] = _median_of(serial, "per_second")
+        if any(x["timed_out"] for x in serial):
+            out["serial_per_s_partial"] = True
     if latency := r.get("latency"):
         samples = [s for x in latency for s in x["samples_ms"]]
         for pct in (50, 95, 99):

@@ -19,6 +19,8 @@ class Sizes:
     batch_size: int
     drain_jobs: int
     processes: tuple[int, ...]
+    #: Jobs of the drain by one worker process at concurrency 1 (scenario ``serial``).
+    serial_jobs: int
     latency_jobs: int
     history_jobs: int
     history_single: int
@@ -52,6 +54,7 @@ DEFAULT = Sizes(
     batch_size=1000,
     drain_jobs=2000,
     processes=(1, 2, 4),
+    serial_jobs=2000,
     latency_jobs=100,
     history_jobs=1_000_000,
     history_single=500,
@@ -74,6 +77,7 @@ QUICK = Sizes(
     batch_size=1000,
     drain_jobs=300,
     processes=(1, 2, 4),
+    serial_jobs=300,
     latency_jobs=20,
     history_jobs=5000,
     history_single=50,

@@ -57,6 +57,7 @@ JOB_TYPE_FIELDS = frozenset(
         "rate_limit",
         "rate_period",
         "enabled",
+        "execution",
     }
 )
 
@@ -393,6 +394,7 @@ async def register_job_type(request: Request) -> Response:
         max_retries=_opt_int(body, "max_retries"),
         rate_limit=_opt_int(body, "rate_limit"),
         enabled=_opt_bool(body, "enabled"),
+        execution=_opt_str(body, "execution"),
     )
     # Optional settings left out keep the SQL's defaults; dedup_window and the rate limit
     # may be null on purpose, which is also their default.

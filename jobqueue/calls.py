@@ -58,10 +58,12 @@ def register_job_type(
     rate_limit: int | None = None,
     rate_period: timedelta | None = None,
     enabled: bool = True,
+    execution: str | None = None,
     actor: str | None = None,
 ) -> Call[models.JobType]:
     """Create or update a job type (the handler path is not imported here; see
-    :func:`jobqueue.handlers.register_job_type` for the validating form)."""
+    :func:`jobqueue.handlers.register_job_type` for the validating form). ``execution`` is
+    ``"inline"``, ``"process"`` or None (the worker's ``--execution`` decides)."""
     return Call(
         "SELECT * FROM jobqueue.register_job_type(name => %(name)s, handler => %(handler)s,"
         " queue => %(queue)s, priority => %(priority)s::integer,"
@@ -69,7 +71,7 @@ def register_job_type(
         " timeout => %(timeout)s, backoff_base => %(backoff_base)s,"
         " backoff_max => %(backoff_max)s, dedup_window => %(dedup_window)s,"
         " rate_limit => %(rate_limit)s::integer, rate_period => %(rate_period)s,"
-        " enabled => %(enabled)s, actor => %(actor)s)",
+        " enabled => %(enabled)s, execution => %(execution)s, actor => %(actor)s)",
         locals(),
         _one(models.JobType),
     )
@@ -448,6 +450,27 @@ def finish_attempts(outcomes: Sequence[dict[str, Any]]) -> Call[list[models.Fini
     )
 
 
+def finish_and_fetch(
+    outcomes: Sequence[dict[str, Any]],
+    queues: Iterable[str] | None,
+    worker_id: int,
+    max_count: int,
+) -> Call[list[dict[str, Any]]]:
+    """Record outcomes, then claim up to ``max_count`` vehicles, in one transaction."""
+    return Call(
+        "SELECT * FROM jobqueue.finish_and_fetch(outcomes => %(outcomes)s,"
+        " queues => %(queues)s::varchar[], worker_id => %(worker_id)s::bigint,"
+        " max_count => %(max_count)s::integer)",
+        {
+            "outcomes": Jsonb(list(outcomes)),
+            "queues": None if queues is None else list(queues),
+            "worker_id": worker_id,
+            "max_count": max_count,
+        },
+        list,
+    )
+
+
 def report_progress(
     job_id: int, attempt: int, percent: int, message: str | None = None
 ) -> Call[bool]:
@@ -475,6 +498,17 @@ def save_checkpoint(job_id: int, attempt: int, checkpoint: Any) -> Call[None]:
 def job_checkpoint(job_id: int) -> Call[Any]:
     """The last checkpoint saved for a job, or None."""
     return Call("SELECT jobqueue.job_checkpoint(job_id => %(job_id)s::bigint)", locals(), _scalar)
+
+
+def hold_attempts(held: Sequence[tuple[int, int]]) -> Call[int]:
+    """Report (job id, attempt) pairs whose handlers still run past their end, so the rescuer
+    leaves their attempts open; returns how many were still open."""
+    return Call(
+        "SELECT jobqueue.hold_attempts(job_ids => %(job_ids)s::bigint[],"
+        " attempts => %(attempts)s::integer[])",
+        {"job_ids": [job_id for job_id, _ in held], "attempts": [n for _, n in held]},
+        _scalar,
+    )
 
 
 def rescue_attempts(

@@ -196,6 +196,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from jobqueue.worker import main as worker_main
 
     argv = ["--concurrency", str(args.concurrency), "--queues", args.queues]
+    argv += ["--execution", args.execution, "--kill-grace", str(args.kill_grace)]
     argv += ["--dsn", _dsn(args)]
     return int(worker_main(argv))
 
@@ -332,7 +333,14 @@ def cmd_types_register(args: argparse.Namespace) -> int:
     from jobqueue.handlers import register_job_type
 
     settings: dict[str, Any] = {"queue": args.queue, "priority": args.priority}
-    for name in ("max_retries", "timeout", "backoff_base", "backoff_max", "dedup_window"):
+    for name in (
+        "max_retries",
+        "timeout",
+        "backoff_base",
+        "backoff_max",
+        "dedup_window",
+        "execution",
+    ):
         if getattr(args, name) is not None:
             settings[name] = getattr(args, name)
     if args.rate_limit is not None:

@@ -111,6 +111,18 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
     worker.add_argument(
         "--concurrency", type=int_range(1, 10_000), default=10, help="jobs at once (10)"
     )
+    worker.add_argument(
+        "--execution",
+        choices=("inline", "process"),
+        default="inline",
+        help="where handlers of job types that name no mode run (inline)",
+    )
+    worker.add_argument(
+        "--kill-grace",
+        type=number_range(0, 3600),
+        default=5.0,
+        help="seconds from SIGTERM to SIGKILL (5)",
+    )
     worker.set_defaults(run=cli.cmd_worker)
 
     web = verb(verbs, "web", "serve the JSON API and the dashboard")
@@ -201,6 +213,11 @@ def build(cli: ModuleType) -> argparse.ArgumentParser:
         "--rate-limit", type=int_range(1, 2**31 - 1), help="jobs per --rate-period"
     )
     register.add_argument("--rate-period", type=cli._seconds, help="seconds")
+    register.add_argument(
+        "--execution",
+        choices=("inline", "process"),
+        help="where its handlers run (default: the worker's --execution)",
+    )
     register.set_defaults(run=cli.cmd_types_register)
 
     org = verbs.add_parser("org", help="organizations", description="organizations")

@@ -3,7 +3,9 @@
 A handler is ``def handler(ctx: JobContext, **params)`` or ``async def``. The context is
 safe to use from the handler's own thread (sync handlers) and from the event loop (async
 handlers): every database write is made on the worker's loop, so a sync handler never holds
-a connection and an async handler never blocks the loop.
+a connection and an async handler never blocks the loop. A handler run in a child process
+(process mode) gets a subclass that speaks to its worker over a pipe
+(:mod:`jobqueue.worker.child`), with the same API.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ PROGRESS_INTERVAL = 0.5
 
 class NonRetryableError(Exception):
     """Raise from a handler to fail the job for good: it goes to ``dead`` without retries."""
+
+
+def check_percent(percent: object) -> None:
+    """Raise ValueError unless ``percent`` is an integer from 0 to 100."""
+    if not isinstance(percent, int) or isinstance(percent, bool) or not 0 <= percent <= 100:
+        raise ValueError(f"percent must be an integer between 0 and 100, got {percent!r}")
 
 
 class JobContext:
@@ -59,6 +67,8 @@ class JobContext:
     # Most jobs never log, report progress or get canceled: what those need is made on first
     # use, or starts from these class-level defaults, rather than for every job.
     _canceled = False
+    # Called once when the flag turns: a handler in a child process learns of it this way.
+    _on_cancel: Callable[[], None] | None = None
     _progress_pending: tuple[int, str | None] | None = None
     _progress_last_write = 0.0
     _progress_flush: asyncio.Handle | None = None
@@ -81,15 +91,17 @@ class JobContext:
     def _cancel(self) -> None:
         # A plain flag is enough: it only ever goes from False to True, nothing waits on it,
         # and an attribute write is seen at once by the handler's thread.
-        self._canceled = True
+        if not self._canceled:
+            self._canceled = True
+            if self._on_cancel is not None:
+                self._on_cancel()
 
     # ---------------------------------------------------------------- progress
 
     def report_progress(self, percent: int, message: str | None = None) -> None:
         """Record progress (0-100). Cheap to call often: writes are throttled to one per
         ``PROGRESS_INTERVAL`` and the last value reported is always written."""
-        if not isinstance(percent, int) or isinstance(percent, bool) or not 0 <= percent <= 100:
-            raise ValueError(f"percent must be an integer between 0 and 100, got {percent!r}")
+        check_percent(percent)
         if threading.get_ident() == self._loop_thread:
             self._queue_progress(percent, message)
         else:

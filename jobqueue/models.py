@@ -108,6 +108,7 @@ class JobType(Record):
     enabled: bool
     created_at: datetime
     updated_at: datetime
+    execution: str | None = None  # "inline", "process", or None: the worker's choice
 
 
 @dataclass(frozen=True, slots=True)

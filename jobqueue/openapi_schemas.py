@@ -137,6 +137,7 @@ SCHEMAS: dict[str, Any] = {
             "rate_limit": nullable({"type": "integer"}),
             "rate_period": nullable({"type": "number"}),
             "enabled": {"type": "boolean"},
+            "execution": nullable({"type": "string", "enum": ["inline", "process"]}),
             "created_at": TIMESTAMP,
             "updated_at": TIMESTAMP,
         },
@@ -169,6 +170,13 @@ SCHEMAS: dict[str, Any] = {
             ),
             "rate_period": nullable({**POSITIVE_SECONDS, "maximum": 86400}),
             "enabled": nullable({"type": "boolean"}),
+            "execution": nullable(
+                {
+                    "type": "string",
+                    "enum": ["inline", "process"],
+                    "description": "Where its handlers run; null: the worker's --execution.",
+                }
+            ),
         },
     },
     "BulkFilter": {

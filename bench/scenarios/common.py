@@ -93,6 +93,7 @@ async def drain(
     fill: bool = False,
     keep: tuple[int, ...] = (),
     timeout: float | None = None,
+    concurrency: int | None = None,
 ) -> Drain:
     """Release ``processes`` workers at once on a queue of ``enqueued`` jobs; time until all finish.
 
@@ -100,14 +101,17 @@ async def drain(
     their gate. The clock starts when the first handler starts (worker start-up is not counted)
     and stops at the first poll that finds no unfinished job. After the workers stopped, dead
     tuples are read (connections in ``keep`` may stay open). A drain still running after
-    ``timeout`` seconds (default: the sizes' ``drain_timeout``) is cut short.
+    ``timeout`` seconds (default: the sizes' ``drain_timeout``) is cut short. Each worker
+    runs ``concurrency`` jobs at once (default: the run's ``--concurrency``).
     """
     adapter = system.adapter
     marks = bench.workdir / f"marks-{db.name}.txt"
     end_ns: int | None = None
     polled_ns = time.monotonic_ns()
     left = enqueued
-    workers = Workers(adapter, db.dsn, processes, bench.concurrency, bench.workdir, marks, "first")
+    workers = Workers(
+        adapter, db.dsn, processes, concurrency or bench.concurrency, bench.workdir, marks, "first"
+    )
     async with await bench.server.admin() as admin, await bench.observer(db) as observer:
         starting = asyncio.ensure_future(workers.start())
         try:

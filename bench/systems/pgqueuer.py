@@ -122,15 +122,22 @@ class PgQueuerAdapter(Adapter):
         conn = await self._connect(dsn)
         pgq = PgQueuer.from_asyncpg_connection(conn)
 
-        @pgq.entrypoint(ENTRYPOINT)
+        # PgQueuer refuses a worker cap below twice its batch: one job at a time is a batch
+        # of one and the entrypoint's own limit of one, enforced in its dequeue query.
+        serial = concurrency == 1
+
+        @pgq.entrypoint(ENTRYPOINT, concurrency_limit=1 if serial else 0)
         async def noop(job: Job) -> None:
             marks.job_started((job.payload or b"0").decode())
 
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, pgq.shutdown.set)
         ready()
         try:
-            await pgq.run(
-                batch_size=BATCH_SIZE, max_concurrent_tasks=max(concurrency, 2 * BATCH_SIZE)
-            )
+            if serial:
+                await pgq.run(batch_size=1)
+            else:
+                await pgq.run(
+                    batch_size=BATCH_SIZE, max_concurrent_tasks=max(concurrency, 2 * BATCH_SIZE)
+                )
         finally:
             await conn.close()

@@ -22,9 +22,10 @@ DECLARE
     v_fn regprocedure;
     v_name name;
     v_worker_side constant text[] := ARRAY[
-        'fetch_vehicles', 'finish_attempts', 'complete_attempt', 'fail_attempt',
-        'report_progress', 'save_checkpoint', 'job_checkpoint', 'rescue_attempts',
-        'cleanup_batch', 'claim_due_schedules', 'fire_schedule', 'describe_worker'];
+        'fetch_vehicles', 'finish_attempts', 'finish_and_fetch', 'complete_attempt',
+        'fail_attempt', 'report_progress', 'save_checkpoint', 'job_checkpoint', 'hold_attempts',
+        'rescue_attempts', 'cleanup_batch', 'claim_due_schedules', 'fire_schedule',
+        'describe_worker'];
     v_admin_side constant text[] := ARRAY[
         'create_organization', 'create_user', 'add_member', 'remove_member', 'create_token',
         'revoke_token', 'register_job_type', 'set_job_type_enabled', 'pause_queue',

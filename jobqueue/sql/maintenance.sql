@@ -1,7 +1,8 @@
 -- maintenance.sql: bounded batches that keep the engine healthy; run by periodic tasks.
 --
 -- Owns:      rescuing attempts whose worker vanished or overran its timeout; retention cleanup.
--- Public:    rescue_attempts(stale_after, timeout_grace, batch)  -- returns attempts closed
+-- Public:    rescue_attempts(stale_after, timeout_grace, batch)  -- returns attempts closed;
+--                                                                   held ones stay open
 --            cleanup_batch(retention, batch)                     -- returns rows deleted
 -- States:    running -> retrying | dead | canceled (rescue); deletes terminal jobs and ended
 --            browser sessions (cleanup).
@@ -14,8 +15,10 @@
 
 -- Closes running attempts that can no longer finish: the worker stopped heartbeating
 -- ('lost'), or the attempt ran past its job's timeout plus a grace ('timed_out'; the worker
--- normally records that itself at the deadline). Their jobs retry, die or cancel as a failure
--- would, and their vehicles are removed.
+-- normally records that itself once the handler is gone). Their jobs retry, die or cancel as
+-- a failure would, and their vehicles are removed. An attempt whose worker reported its
+-- handler still running within stale_after (hold_attempts) is left open, worker or not: a
+-- new attempt would run beside it.
 CREATE OR REPLACE FUNCTION jobqueue.rescue_attempts(
     stale_after interval DEFAULT '10 seconds',
     timeout_grace interval DEFAULT '30 seconds',
@@ -44,6 +47,7 @@ BEGIN
         WHERE a.outcome IS NULL AND j.status = 'running'
           AND (w.id IS NULL OR a.started_at < now() - j.timeout - timeout_grace)
           AND a.started_at < now() - interval '1 second'
+          AND (a.held_at IS NULL OR a.held_at < now() - stale_after)
         ORDER BY j.id
         LIMIT batch
         FOR UPDATE OF j SKIP LOCKED

@@ -1,7 +1,8 @@
 -- submit.sql: job types and submitting jobs.
 --
 -- Owns:      the job type registry; validation, dedup, rate limits and dependencies at submit.
--- Public:    register_job_type(name, handler, queue, priority, ..., actor)  -- upsert a job type
+-- Public:    register_job_type(name, handler, queue, priority, ..., execution, actor)
+--                                                          -- upsert a job type
 --            set_job_type_enabled(name, enabled, actor)
 --            list_job_types(actor)
 --            submit_jobs(jobs jsonb[], actor)   -- many jobs, set-based
@@ -31,6 +32,12 @@
 --            JQN02 organization not found, JQR01 rate limited.
 -- Events:    'submitted' per new job (lifecycle trigger); duplicates write nothing.
 
+-- The form from before job types had an execution: a second overload would make calls
+-- that leave execution out ambiguous.
+DROP FUNCTION IF EXISTS jobqueue.register_job_type(
+    text, text, text, integer, integer, interval, interval, interval, interval, integer,
+    interval, boolean, text);
+
 CREATE OR REPLACE FUNCTION jobqueue.register_job_type(
     name text,
     handler text,
@@ -44,6 +51,7 @@ CREATE OR REPLACE FUNCTION jobqueue.register_job_type(
     rate_limit integer DEFAULT NULL,
     rate_period interval DEFAULT NULL,
     enabled boolean DEFAULT true,
+    execution text DEFAULT NULL,
     actor text DEFAULT NULL
 ) RETURNS SETOF jobqueue.job_type
 LANGUAGE plpgsql SECURITY DEFINER
@@ -52,23 +60,33 @@ AS $$
 #variable_conflict use_column
 BEGIN
     PERFORM jobqueue._require_admin(actor, 'register a job type');
+    -- NULL leaves the choice to the worker (its --execution); the CHECK would refuse other
+    -- values too, but in words no one asked for.
+    IF register_job_type.execution NOT IN ('inline', 'process') THEN
+        RAISE EXCEPTION 'invalid job type "%": execution must be inline, process or null '
+                        '(the worker''s choice), got %',
+            left(register_job_type.name, 100), quote_literal(left(register_job_type.execution, 100))
+            USING ERRCODE = 'JQV05';
+    END IF;
     RETURN QUERY
         INSERT INTO jobqueue.job_type AS t (
             name, handler, queue, priority, max_retries, timeout, backoff_base, backoff_max,
-            dedup_window, rate_limit, rate_period, enabled
+            dedup_window, rate_limit, rate_period, enabled, execution
         ) VALUES (
             register_job_type.name, register_job_type.handler, register_job_type.queue,
             register_job_type.priority, register_job_type.max_retries, register_job_type.timeout,
             register_job_type.backoff_base, register_job_type.backoff_max,
             register_job_type.dedup_window, register_job_type.rate_limit,
-            register_job_type.rate_period, register_job_type.enabled
+            register_job_type.rate_period, register_job_type.enabled,
+            register_job_type.execution
         )
         ON CONFLICT (name) DO UPDATE SET
             handler = excluded.handler, queue = excluded.queue, priority = excluded.priority,
             max_retries = excluded.max_retries, timeout = excluded.timeout,
             backoff_base = excluded.backoff_base, backoff_max = excluded.backoff_max,
             dedup_window = excluded.dedup_window, rate_limit = excluded.rate_limit,
-            rate_period = excluded.rate_period, enabled = excluded.enabled, updated_at = now()
+            rate_period = excluded.rate_period, enabled = excluded.enabled,
+            execution = excluded.execution, updated_at = now()
         RETURNING t.*;
 EXCEPTION
     WHEN check_violation OR not_null_violation THEN
@@ -778,8 +796,8 @@ END
 $$;
 
 -- \df+ explains each public function with its header line.
-COMMENT ON FUNCTION jobqueue.register_job_type(text, text, text, integer, integer, interval, interval, interval, interval, integer, interval, boolean, text) IS
-    'register_job_type(name, handler, queue, priority, ..., actor): upsert a job type; durations are intervals.';
+COMMENT ON FUNCTION jobqueue.register_job_type(text, text, text, integer, integer, interval, interval, interval, interval, integer, interval, boolean, text, text) IS
+    'register_job_type(name, handler, queue, priority, ..., execution, actor): upsert a job type; durations are intervals; execution inline|process|null (the worker''s choice).';
 COMMENT ON FUNCTION jobqueue.set_job_type_enabled(text, boolean, text) IS
     'set_job_type_enabled(name, enabled, actor): a disabled type refuses new jobs (JQV01).';
 COMMENT ON FUNCTION jobqueue.list_job_types(text) IS

@@ -11,11 +11,14 @@
 --                                                 or fenced off (the late outcome is kept on
 --                                                 its attempt row only); outcomes are
 --                                                 completed|failed|timed_out|canceled|lost
+--            finish_and_fetch(outcomes, queues, worker_id, max_count)  -- both, one transaction
 --            complete_attempt(job_id, attempt, result)             -- one; JQS01 when fenced
 --            fail_attempt(job_id, attempt, error, traceback, retryable, outcome)
 --            report_progress(job_id, attempt, percent, message)    -- returns cancel_requested
 --            save_checkpoint(job_id, attempt, checkpoint)
 --            job_checkpoint(job_id)
+--            hold_attempts(job_ids, attempts)  -- their handlers still run past their end: the
+--                                                rescuer leaves them open while reports come
 -- Internal:  _claimable_vehicles, _outcome_items  -- the batch helpers
 --            _tg_vehicle__before_fetch  -- on procrastinate's own fetch (todo -> doing of a
 --                                          'jobqueue.run' vehicle not started by
@@ -65,7 +68,7 @@ BEGIN
                 'attempt', v_job.attempt, 'job_type', v_job.job_type,
                 'timeout', extract(epoch FROM v_job.timeout), 'handler', t.handler,
                 'params', v_job.params::text, 'organization', o.name,
-                'checkpoint', v_job.checkpoint::text)
+                'checkpoint', v_job.checkpoint::text, 'execution', t.execution)
             FROM jobqueue.job_type AS t, jobqueue.organization AS o
             WHERE t.name = v_job.job_type AND o.id = v_job.organization_id);
     ELSE
@@ -198,7 +201,7 @@ BEGIN
                    'attempt', s.attempt, 'job_type', s.job_type,
                    'timeout', extract(epoch FROM s.timeout), 'handler', t.handler,
                    'params', s.params::text, 'organization', o.name,
-                   'checkpoint', s.checkpoint::text) AS args
+                   'checkpoint', s.checkpoint::text, 'execution', t.execution) AS args
         FROM started AS s
         JOIN jobqueue.job_type AS t ON t.name = s.job_type
         JOIN jobqueue.organization AS o ON o.id = s.organization_id
@@ -220,6 +223,34 @@ BEGIN
         -- The round robin moves on for the organizations whose jobs just started.
         PERFORM jobqueue._record_service(v_shares, v_jobs);
     END IF;
+END
+$$;
+
+-- finish_attempts, then fetch_vehicles, in one call and one transaction: a worker that
+-- claims as its jobs end (one at a time, at concurrency 1) records their outcomes on the way
+-- instead of in a round trip of their own. Fenced-off outcomes are kept as finish_attempts
+-- keeps them, and named in a WARNING (the worker logs it). The claim sees what the finish
+-- did: a dependent it released may be among the vehicles claimed.
+CREATE OR REPLACE FUNCTION jobqueue.finish_and_fetch(
+    outcomes jsonb, queues character varying[], worker_id bigint, max_count integer
+) RETURNS SETOF procrastinate.procrastinate_jobs
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_fenced text;
+BEGIN
+    SELECT string_agg(format('attempt %s of job %s', f.attempt, f.job_id), ', ')
+    INTO v_fenced
+    FROM jobqueue.finish_attempts(finish_and_fetch.outcomes) AS f
+    WHERE NOT f.accepted;
+    IF v_fenced IS NOT NULL THEN
+        RAISE WARNING '% no longer current; the outcome was kept on the attempt row only',
+            v_fenced;
+    END IF;
+    RETURN QUERY SELECT * FROM jobqueue.fetch_vehicles(
+        finish_and_fetch.queues, finish_and_fetch.worker_id, finish_and_fetch.max_count);
 END
 $$;
 
@@ -560,6 +591,33 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM jobqueue._raise_stale(save_checkpoint.job_id, save_checkpoint.attempt);
     END IF;
+END
+$$;
+
+-- A worker still runs these attempts' handlers, past their deadline or a cancel request (a
+-- handler that cannot be stopped: inline mode), or while it kills them (process mode): their
+-- attempts stay open, and the rescuer leaves them alone for stale_after after the last report.
+-- Returns how many open attempts it found. No worker id: a worker restarted after a database
+-- error reports the handlers its predecessor left running in the same process.
+CREATE OR REPLACE FUNCTION jobqueue.hold_attempts(job_ids bigint[], attempts integer[])
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = jobqueue, pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_count integer;
+BEGIN
+    IF job_ids IS NULL OR attempts IS NULL
+       OR cardinality(job_ids) <> cardinality(attempts) OR cardinality(job_ids) > 10000 THEN
+        RAISE EXCEPTION 'job_ids and attempts must be arrays of the same length (at most 10000)'
+            USING ERRCODE = 'JQV03';
+    END IF;
+    UPDATE jobqueue.attempt AS a SET held_at = now()
+    FROM unnest(job_ids, attempts) AS h (job_id, attempt)
+    WHERE a.job_id = h.job_id AND a.attempt = h.attempt AND a.outcome IS NULL;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
 END
 $$;
 

@@ -52,6 +52,7 @@ async def run(
         timeout=float(vehicle["timeout"]),
         job_type=vehicle["job_type"],
         checkpoint=vehicle.get("checkpoint"),
+        execution=vehicle.get("execution"),
     )
 
 

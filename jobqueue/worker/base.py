@@ -23,12 +23,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psycopg
 from procrastinate import App, exceptions, job_context, jobs, retry, utils, worker
 
 from jobqueue import calls
 from jobqueue.tasks import maintenance
-from jobqueue.worker import bridge
+from jobqueue.worker import bridge, execution, holds
 from jobqueue.worker.outcomes import OutcomeBuffer
+from jobqueue.worker.processes import ProcessPool
 from jobqueue.worker.slots import Slots
 from jobqueue.worker.wakeups import WakeOnNotify
 
@@ -114,16 +116,24 @@ class JobqueueWorker(WakeOnNotify):
         self._outcomes = OutcomeBuffer(
             functools.partial(bridge.record_outcome_rows, pool), limit=2 * self.concurrency
         )
+        modes = execution.settings_from(self.additional_context)
+        processes = ProcessPool(kill_grace=modes.kill_grace)
         self.additional_context = {
             **(self.additional_context or {}),
             bridge.OUTCOMES_KEY: self._outcomes,
+            execution.SETTINGS_KEY: modes,
+            execution.PROCESSES_KEY: processes,
         }
         self._slots = Slots(self.concurrency)
+        # Handlers that a previous worker of this process left running (it stopped after a
+        # database error) hold slots until they end: threads stay bounded by the concurrency.
+        self._slots.take(holds.holds.adopt(self._slots.give))
         try:
             await super().run()  # type: ignore[no-untyped-call]
         finally:
             # Outcomes of the last attempts, "lost" ones of a shutdown included.
             await self._outcomes.drain()
+            await processes.close()
 
     async def _run_loop(self) -> None:
         await self._describe()
@@ -143,12 +153,15 @@ class JobqueueWorker(WakeOnNotify):
     async def _fetch_and_process_jobs(self) -> None:
         """Claim vehicles, as many per round trip as there are free slots, and start them,
         until none is left or a stop is requested."""
-        slots = self._slots
-        assert slots is not None
+        slots, outcomes = self._slots, self._outcomes
+        assert slots is not None and outcomes is not None
         batch = min(self.concurrency, MAX_CLAIM)
         while not self._stop_event.is_set():
-            if self._outcomes is not None and not self._outcomes.room():
-                await utils.wait_any(self._outcomes.has_room(), self._stop_event.wait())
+            # Too many outcomes not yet recorded pause claims, unless the claim can record the
+            # waiting ones itself (at concurrency 1: the outcome of the job just ended, while
+            # the previous one's finish is still in flight, fills the buffer).
+            if not outcomes.room() and not (slots.free and outcomes.waiting()):
+                await utils.wait_any(outcomes.has_room(), self._stop_event.wait())
                 continue
             if slots.free == 0:
                 await slots.wait_for(1)  # a job ends, or stop() wakes it
@@ -168,21 +181,44 @@ class JobqueueWorker(WakeOnNotify):
             # may be too late for it, and its NOTIFY must then lead to another claim rather
             # than wait for the poll.
             self._new_job_event.clear()
+            # Outcomes waiting behind a finish in flight ride with the claim when there are too
+            # many to claim without them. Otherwise they wait for their own finish: a claim
+            # and a finish on two connections run side by side, one claim that does both
+            # takes as long as the two.
+            finished = [] if outcomes.room() else outcomes.take()
             try:
-                vehicles = await self._claim(count)
+                vehicles = await self._claim(count, finished)
             except BaseException:
                 slots.give(count)
+                outcomes.settle(finished, recorded=False)
                 raise
+            outcomes.settle(finished, recorded=True)
             slots.give(count - len(vehicles))
             for vehicle in vehicles:
                 self._start(vehicle, slots)
             if len(vehicles) < count:
                 break  # the queue is empty for now: wait for a notification or the poll
 
-    async def _claim(self, count: int) -> list[jobs.Job]:
+    async def _claim(self, count: int, finished: list[dict[str, Any]]) -> list[jobs.Job]:
+        """Claim up to ``count`` vehicles, recording the ``finished`` outcomes in the same
+        transaction."""
         assert self.worker_id is not None
+        execute = self.app.connector.execute_query_all_async
         call = calls.fetch_vehicles(self.queues, self.worker_id, count)
-        rows = await self.app.connector.execute_query_all_async(call.sql, **call.params)
+        if finished:
+            both = calls.finish_and_fetch(finished, self.queues, self.worker_id, count)
+            try:
+                rows = await execute(both.sql, **both.params)
+                return [jobs.Job.from_row(row) for row in rows]
+            except exceptions.ConnectorException as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
+                    raise
+                # The transaction held the ended jobs while it locked the claimed ones, and
+                # something else (a bulk action) took them in the other order. Nothing was
+                # done: one thing at a time, then.
+                logger.warning("a claim that recorded outcomes met a deadlock; retrying apart")
+                await bridge.record_outcome_rows(self.app.connector.pool, finished)  # type: ignore[attr-defined]
+        rows = await execute(call.sql, **call.params)
         return [jobs.Job.from_row(row) for row in rows]
 
     def _start(self, job: jobs.Job, slots: Slots) -> None:
@@ -202,6 +238,23 @@ class JobqueueWorker(WakeOnNotify):
         task = asyncio.create_task(runner(context), name=f"process job {job.task_name}[{job.id}]")
         self._running_jobs[task] = context
         task.add_done_callback(self._release)
+
+    def _start_side_tasks(self) -> list[asyncio.Task[Any]]:
+        tasks: list[asyncio.Task[Any]] = super()._start_side_tasks()
+        tasks.append(asyncio.create_task(self._report_holds(), name="report_holds"))
+        return tasks
+
+    async def _report_holds(self) -> None:
+        """Tell the database, with every heartbeat, which attempts' handlers still run past
+        their end, so that the rescuer does not hand their jobs out beside them."""
+        pool = self.app.connector.pool  # type: ignore[attr-defined]
+        while True:
+            await asyncio.sleep(self.update_heartbeat_interval)
+            try:
+                await holds.report(pool)
+            except Exception as exc:
+                # The heartbeat meets the same outage, and stops the worker if it lasts.
+                logger.warning("reporting held attempts failed: %s", exc)
 
     def _release(self, done: asyncio.Task[Any]) -> None:
         """A started job's task ended: forget it and free its slot."""

@@ -27,7 +27,9 @@ from psycopg.rows import dict_row
 from jobqueue import calls, db, errors, models
 from jobqueue.context import JobContext, NonRetryableError
 from jobqueue.handlers import HandlerError, load_handler
-from jobqueue.worker import deadlines, threads
+from jobqueue.worker import deadlines, stopping, threads
+from jobqueue.worker import execution as execution_
+from jobqueue.worker import processes as processes_
 from jobqueue.worker.connector import loads
 
 logger = logging.getLogger("jobqueue.worker")
@@ -185,16 +187,6 @@ def _is_async(fn: Any) -> bool:
 _kinds: dict[Any, bool] = {}
 
 
-def _forget(task: asyncio.Future[Any]) -> None:
-    """Let an abandoned handler finish in the background without 'never retrieved' noise."""
-
-    def swallow(t: asyncio.Future[Any]) -> None:
-        if not t.cancelled():
-            t.exception()
-
-    task.add_done_callback(swallow)
-
-
 async def _settle_by(
     loop: asyncio.AbstractEventLoop, running: asyncio.Future[Any], deadline: float
 ) -> bool:
@@ -251,9 +243,14 @@ async def run_attempt(
     timeout: float,
     job_type: str,
     checkpoint: Any = None,
+    execution: str | None = None,
 ) -> str | None:
     """Run one attempt of a job and record its outcome; returns VEHICLE_FINISHED once the
-    outcome (and with it the vehicle's deletion) is committed."""
+    outcome (and with it the vehicle's deletion) is handed over.
+
+    ``execution`` is the job type's mode; None runs it in the worker's default. Either way
+    the attempt ends only once its handler is gone (see :mod:`jobqueue.worker.stopping`).
+    """
     pool: psycopg_pool.AsyncConnectionPool = context.app.connector.pool  # type: ignore[attr-defined]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -285,14 +282,42 @@ async def run_attempt(
         loop=loop,
         execute=execute_named,
     )
+    outcome: dict[str, Any] | None
+    if (execution or _default_mode(context)) == execution_.PROCESS:
+        outcome = await _run_in_process(context, ctx, ids, handler, params, deadline)
+    else:
+        outcome = await _run_inline(context, ctx, ids, handler, params, deadline)
+    if outcome is None:
+        # Orphaned: the worker stopped while the handler ran on. The attempt stays open, held,
+        # and the rescuer closes it once this process (and the handler with it) is gone.
+        return VEHICLE_FINISHED
+    if ctx._progress_unwritten():
+        await ctx._flush_progress()
+    if not _hand_over(context, outcome):
+        await record_outcomes(pool, [outcome])
+    return VEHICLE_FINISHED
+
+
+def _default_mode(context: job_context.JobContext) -> str:
+    settings = context.additional_context.get(execution_.SETTINGS_KEY)
+    return settings.default if settings is not None else execution_.INLINE
+
+
+async def _run_inline(
+    context: job_context.JobContext,
+    ctx: JobContext,
+    ids: tuple[int, int],
+    handler: str,
+    params: dict[str, Any],
+    deadline: float,
+) -> dict[str, Any] | None:
+    """A sync handler on a thread, an async one on the loop; None if orphaned."""
+    loop = asyncio.get_running_loop()
     try:
         fn = load_handler(handler)
     except HandlerError as exc:
         ctx.logger.error("%s", exc)
-        unloadable = _outcome(ids, "failed", error=str(exc))
-        if not _hand_over(context, unloadable):
-            await record_outcomes(pool, [unloadable])
-        return VEHICLE_FINISHED
+        return _outcome(ids, "failed", error=str(exc))
 
     async def call_async() -> Any:
         # Called inside the task, so a call that fails at once (wrong params) fails the
@@ -306,7 +331,6 @@ async def run_attempt(
     else:
         running = _run_in_thread(loop, fn, ctx, params)
 
-    outcome: dict[str, Any]
     try:
         if is_async:
             # The loop runs callbacks in order, so the handler's first step comes before this
@@ -317,29 +341,95 @@ async def run_attempt(
     except asyncio.CancelledError:
         # procrastinate cancels the bridge when the job is aborted: a cancel request from the
         # engine, or the worker stopping after its grace period.
-        ctx._cancel()
-        running.cancel()
-        _forget(running)
-        if context.abort_reason() == job_context.AbortReason.USER_REQUEST:
-            ctx.logger.info("canceled while running")
-            outcome = _outcome(ids, "canceled", error="canceled while running")
-        else:
-            ctx.logger.warning("worker stopped before the job finished")
-            outcome = _outcome(ids, "lost", error="worker stopped before the job finished")
+        stop = _stopped(context, ctx, ids)
     else:
-        if not done:
-            ctx._cancel()
-            running.cancel()
-            _forget(running)
-            ctx.logger.warning("timed out after %ss", timeout)
-            outcome = _outcome(ids, "timed_out", error=f"timed out after {timeout:g}s")
-        else:
-            outcome = _settled(ctx, ids, running)
-    if ctx._progress_unwritten():
-        await ctx._flush_progress()
-    if not _hand_over(context, outcome):
-        await record_outcomes(pool, [outcome])
-    return VEHICLE_FINISHED
+        if done:
+            return _settled(ctx, ids, running)
+        stop = _timed_out(ctx, ids)
+    ctx._cancel()
+    if is_async:
+        running.cancel()  # a thread cannot be cancelled; its future says when it ends
+    return await stopping.outlive(context, _pool_of(context), ids, running, stop)
+
+
+async def _run_in_process(
+    context: job_context.JobContext,
+    ctx: JobContext,
+    ids: tuple[int, int],
+    handler: str,
+    params: dict[str, Any],
+    deadline: float,
+) -> dict[str, Any]:
+    """The handler in a child process, killed at the deadline or on cancel."""
+    loop = asyncio.get_running_loop()
+    processes = _processes(context)
+    try:
+        child = await processes.acquire()
+    except asyncio.CancelledError:
+        return _stopped(context, ctx, ids)  # nothing ran yet
+    except Exception as exc:
+        ctx.logger.error("could not start a process for the handler: %s", _describe(exc))
+        return _outcome(ids, "failed", error=f"could not start a process: {_describe(exc)}")
+    ended = child.submit(ctx, handler, params, ctx.load_checkpoint())
+    try:
+        done = await _settle_by(loop, ended, deadline)
+    except asyncio.CancelledError:
+        stop = _stopped(context, ctx, ids)
+    else:
+        if done:
+            processes.release(child)
+            return _ending(ctx, ids, ended.result())
+        stop = _timed_out(ctx, ids)
+    ctx._cancel()  # tells the child's handler, which gets SIGTERM at once after
+    await stopping.kill(ids, child, processes.kill_grace)
+    return stop
+
+
+def _processes(context: job_context.JobContext) -> processes_.ProcessPool:
+    """The worker's pool of child processes; one per process for a plain procrastinate
+    worker running the bridge task."""
+    found = context.additional_context.get(execution_.PROCESSES_KEY)
+    if found is None:
+        global _fallback
+        if _fallback is None:
+            settings = execution_.settings_from(context.additional_context)
+            _fallback = processes_.ProcessPool(kill_grace=settings.kill_grace)
+        found = _fallback
+    return found
+
+
+_fallback: processes_.ProcessPool | None = None
+
+
+def _pool_of(context: job_context.JobContext) -> psycopg_pool.AsyncConnectionPool:
+    return context.app.connector.pool  # type: ignore[attr-defined, no-any-return]
+
+
+def _stopped(
+    context: job_context.JobContext, ctx: JobContext, ids: tuple[int, int]
+) -> dict[str, Any]:
+    """The outcome of an attempt whose bridge procrastinate cancelled."""
+    if context.abort_reason() == job_context.AbortReason.USER_REQUEST:
+        ctx.logger.info("canceled while running")
+        return _outcome(ids, "canceled", error="canceled while running")
+    ctx.logger.warning("worker stopped before the job finished")
+    return _outcome(ids, "lost", error="worker stopped before the job finished")
+
+
+def _timed_out(ctx: JobContext, ids: tuple[int, int]) -> dict[str, Any]:
+    ctx.logger.warning("timed out after %ss", ctx.timeout)
+    return _outcome(ids, "timed_out", error=f"timed out after {ctx.timeout:g}s")
+
+
+def _ending(ctx: JobContext, ids: tuple[int, int], ending: processes_.Ending) -> dict[str, Any]:
+    """The outcome of a handler that ended in its child process."""
+    if ending.kind == "returned":
+        return _returned(ids, ending.value)
+    if ending.kind == "exited":
+        ctx.logger.warning("%s", ending.error)
+    return _outcome(
+        ids, "failed", error=ending.error, tb=ending.traceback, retryable=ending.retryable
+    )
 
 
 def _hand_over(context: job_context.JobContext, outcome: dict[str, Any]) -> bool:
@@ -370,34 +460,38 @@ def _settled(ctx: JobContext, ids: tuple[int, int], running: asyncio.Future[Any]
         return _outcome(ids, "failed", error="the handler was cancelled from within")
     exc = running.exception()
     if exc is None:
-        result = running.result()
-        if _plain(result):
-            return _outcome(ids, "completed", result=result)
-        try:
-            encoded = json.dumps(result, allow_nan=False)
-        except RecursionError:
-            # Refused here: the outcome batch this would join could not be encoded either.
-            return _outcome(
-                ids, "failed", error="the handler's result is nested too deeply", retryable=False
-            )
-        except (TypeError, ValueError) as bad:
-            return _outcome(
-                ids,
-                "failed",
-                error=f"the handler's result is not JSON-serialisable: {bad}",
-                retryable=False,
-            )
-        if "\\u0000" in encoded:
-            return _outcome(
-                ids,
-                "failed",
-                error="the handler's result contains a NUL character, which jsonb cannot store",
-                retryable=False,
-            )
-        return _outcome(ids, "completed", result=result)
+        return _returned(ids, running.result())
     tb = "".join(traceback.format_exception(exc))
     if isinstance(exc, asyncio.CancelledError) and ctx.is_canceled():
         return _outcome(ids, "canceled", error="canceled while running", tb=tb)
     retryable = not isinstance(exc, NonRetryableError)
     ctx.logger.warning("failed: %s", _describe(exc))
     return _outcome(ids, "failed", error=_describe(exc), tb=tb, retryable=retryable)
+
+
+def _returned(ids: tuple[int, int], result: Any) -> dict[str, Any]:
+    """The outcome of a handler that returned ``result``."""
+    if _plain(result):
+        return _outcome(ids, "completed", result=result)
+    try:
+        encoded = json.dumps(result, allow_nan=False)
+    except RecursionError:
+        # Refused here: the outcome batch this would join could not be encoded either.
+        return _outcome(
+            ids, "failed", error="the handler's result is nested too deeply", retryable=False
+        )
+    except (TypeError, ValueError) as bad:
+        return _outcome(
+            ids,
+            "failed",
+            error=f"the handler's result is not JSON-serialisable: {bad}",
+            retryable=False,
+        )
+    if "\\u0000" in encoded:
+        return _outcome(
+            ids,
+            "failed",
+            error="the handler's result contains a NUL character, which jsonb cannot store",
+            retryable=False,
+        )
+    return _outcome(ids, "completed", result=result)

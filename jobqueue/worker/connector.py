@@ -18,6 +18,7 @@ without the sniffing.
 from __future__ import annotations
 
 import json
+import logging
 import select
 from typing import Any, LiteralString
 
@@ -28,6 +29,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
 _decode = json.JSONDecoder().decode
+logger = logging.getLogger("jobqueue.worker")
 
 
 async def check_unless_quiet(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -59,10 +61,19 @@ async def autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
     await conn.set_autocommit(True)
 
 
+def log_warning(notice: psycopg.errors.Diagnostic) -> None:
+    """The server's warnings to the worker's log (jobqueue's functions warn of outcomes
+    that came too late); psycopg drops notices unless told otherwise."""
+    if notice.severity_nonlocalized == "WARNING":
+        logger.warning("%s", notice.message_primary)
+
+
 async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    """How the pool sets up each new connection: autocommit, and the cheaper JSON loads."""
+    """How the pool sets up each new connection: autocommit, the cheaper JSON loads, and
+    server warnings logged."""
     await autocommit(conn)
     set_json_loads(loads, conn)
+    conn.add_notice_handler(log_warning)
 
 
 class JobqueueConnector(PsycopgConnector):

@@ -5,6 +5,11 @@ slot at once. One ``finish_attempts`` call is in flight at a time and carries ev
 that arrived while the previous one ran, so an idle worker records an outcome immediately
 and a busy one records dozens per round trip.
 
+When the buffer is full, the claim loop does not wait for the flush in flight: it takes the
+waiting outcomes along (:meth:`OutcomeBuffer.take`, ``finish_and_fetch``), and the claim
+records them in its own round trip and transaction. Below that, outcomes and claims go on two
+connections side by side, which is faster than one call doing both.
+
 An outcome held here and not yet committed is not lost if the worker dies: its attempt is
 still ``running`` and the rescuer closes it once the worker stops heartbeating, so the job
 runs again (at-least-once). The buffer is bounded (the claim loop waits while it is full) so
@@ -42,16 +47,40 @@ class OutcomeBuffer:
         self._room.set()
 
     def __len__(self) -> int:
-        """Outcomes not yet committed: waiting, or in the call in flight."""
+        """Outcomes not yet committed: waiting, or in a call in flight."""
         return len(self._pending) + self._in_flight
 
     def add(self, outcome: dict[str, Any]) -> None:
-        """Queue an outcome; a flush starts now unless one is already running."""
+        """Queue an outcome; a flush starts now unless one is already running (which takes
+        it next, unless a claim takes it first)."""
         self._pending.append(outcome)
         if len(self._pending) + self._in_flight >= self._limit:  # len(self), inline: once per job
             self._room.clear()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")
+
+    def waiting(self) -> bool:
+        """Whether outcomes wait for a call (the flush in flight carries others)."""
+        return bool(self._pending)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The waiting outcomes, for a claim to record; they count as in flight until
+        :meth:`settle`."""
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        self._in_flight += len(batch)
+        return batch
+
+    def settle(self, batch: list[dict[str, Any]], *, recorded: bool) -> None:
+        """The claim that took ``batch`` ended: recorded, or not (then they wait again, and
+        a flush records them)."""
+        self._in_flight -= len(batch)
+        if not recorded:
+            self._pending[:0] = batch
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush(), name="jobqueue outcomes")
+        if len(self) < self._limit:
+            self._room.set()
 
     def room(self) -> bool:
         """Whether fewer than ``limit`` outcomes are uncommitted (claims may go on)."""
@@ -70,7 +99,7 @@ class OutcomeBuffer:
         while self._pending:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            self._in_flight = len(batch)
+            self._in_flight += len(batch)
             try:
                 await self._record(batch)
             except Exception:
@@ -81,6 +110,6 @@ class OutcomeBuffer:
                     len(batch),
                 )
             finally:
-                self._in_flight = 0
+                self._in_flight -= len(batch)
                 if len(self) < self._limit:
                     self._room.set()

@@ -21,6 +21,7 @@ from procrastinate import exceptions
 
 from jobqueue import db
 from jobqueue.tasks.maintenance import MAINTENANCE_QUEUE, SETTINGS_KEY, MaintenanceSettings
+from jobqueue.worker import execution
 from jobqueue.worker.base import APPLICATION_NAME, JobqueueWorker
 from jobqueue.worker.connector import JobqueueConnector
 
@@ -54,9 +55,13 @@ async def run_worker_async(
     heartbeat_interval: float = 1.0,
     install_signal_handlers: bool = True,
     stop: asyncio.Event | None = None,
+    execution_mode: str = execution.INLINE,
+    kill_grace: float = execution.DEFAULT_KILL_GRACE,
 ) -> None:
     """Run a worker until SIGTERM/SIGINT (or ``stop`` is set), restarting it after database
-    errors. ``queues`` None means every queue."""
+    errors. ``queues`` None means every queue. ``execution_mode`` is where the handlers of
+    job types that name no mode run (``"inline"`` or ``"process"``), and ``kill_grace`` the
+    seconds a handler in a child process gets between SIGTERM and SIGKILL."""
     from jobqueue.worker import app
 
     dsn = dsn or db.dsn_from_env()
@@ -66,6 +71,7 @@ async def run_worker_async(
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     stop = stop or asyncio.Event()
     settings = MaintenanceSettings(stale_after=timedelta(seconds=stale_after), retention=retention)
+    modes = execution.ExecutionSettings(default=execution_mode, kill_grace=kill_grace)
     current: list[JobqueueWorker] = []
 
     def stop_current(*_: object) -> None:
@@ -112,7 +118,10 @@ async def run_worker_async(
                             update_heartbeat_interval=heartbeat_interval,
                             stalled_worker_timeout=max(60.0, 6 * stale_after),
                             install_signal_handlers=False,
-                            additional_context={SETTINGS_KEY: settings},
+                            additional_context={
+                                SETTINGS_KEY: settings,
+                                execution.SETTINGS_KEY: modes,
+                            },
                         )
                         assert isinstance(worker, JobqueueWorker)
                         current[:] = [worker]
@@ -184,6 +193,19 @@ def _parser() -> argparse.ArgumentParser:
         default=7 * 86400.0,
         help="seconds finished jobs are kept before cleanup",
     )
+    parser.add_argument(
+        "--execution",
+        choices=execution.MODES,
+        default=execution.INLINE,
+        help="where handlers of job types that name no mode run: inline (a thread, or the"
+        " event loop) or process (a child process, killed at the deadline or on cancel)",
+    )
+    parser.add_argument(
+        "--kill-grace",
+        type=float,
+        default=execution.DEFAULT_KILL_GRACE,
+        help="seconds a handler in a child process gets between SIGTERM and SIGKILL",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -210,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutdown_grace=args.shutdown_grace,
             stale_after=args.stale_after,
             retention=timedelta(seconds=args.retention),
+            execution_mode=args.execution,
+            kill_grace=args.kill_grace,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

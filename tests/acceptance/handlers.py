@@ -123,6 +123,29 @@ def wait_for_cancel(ctx: JobContext, seconds: float = 60.0) -> str:
     return "never canceled"
 
 
+def cleans_up(ctx: JobContext, seconds: float = 60.0) -> None:
+    """Logs through its context, sleeps, and on the way out (whatever ends it) records
+    whether it was told to stop."""
+    _record(ctx, "started")
+    ctx.logger.warning("job %s holding for %ss", ctx.job_id, seconds)
+    try:
+        time.sleep(seconds)
+    finally:
+        _record(ctx, f"canceled={ctx.is_canceled()}")
+
+
+_loops: list[asyncio.AbstractEventLoop] = []
+
+
+async def loops_seen(ctx: JobContext, n: int = 0) -> int:
+    """How many event loops this process has run async handlers on so far."""
+    loop = asyncio.get_running_loop()
+    if loop not in _loops:
+        _loops.append(loop)
+    await _record_async(ctx, "ran")
+    return len(_loops)
+
+
 def progress_burst(ctx: JobContext, reports: int = 20000) -> str:
     """Reports progress in a tight loop; the last value reported is 99."""
     for i in range(reports):

@@ -48,6 +48,38 @@ def test_a_busy_worker_claims_and_records_many_jobs_per_round_trip(
     assert vehicles == 0
 
 
+def test_outcomes_waiting_behind_a_slow_finish_ride_with_the_next_claims(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    """At concurrency 1, the first job's finish is held up (its row is locked): the jobs
+    after it neither wait for it nor pay a round trip each for their own outcomes, each of
+    which is recorded by the claim of the next job, in its transaction (the rows share its
+    timestamp)."""
+    job_type(client, "nap", "noop", max_retries=0)
+    first = client.submit_job("nap", {"ms": 1500}, organization=org).id
+    others = [client.submit_job("nap", {"n": n}, organization=org).id for n in range(6)]
+    workers.start(concurrency=1)
+    wait_for(lambda: client.get_job(first).status == "running", what="the first job to run")
+    with db.transaction():
+        db.execute("SELECT FROM jobqueue.job WHERE id = %s FOR UPDATE", (first,))
+        wait_for(
+            lambda: all(client.get_job(i).status == "completed" for i in others[:-1]),
+            timeout=30,
+            what="the later jobs to complete behind the blocked finish",
+        )
+        assert client.get_job(first).status == "running"
+    wait_for(lambda: unfinished(db) == 0, timeout=30, what="every job to finish")
+    rows = db.execute(
+        "SELECT job_id, started_at, finished_at FROM jobqueue.attempt WHERE job_id = ANY(%s)"
+        " ORDER BY started_at",
+        (others,),
+    ).fetchall()
+    assert [r[0] for r in rows] == others
+    # A claim that takes one of the worker's maintenance tasks instead breaks a pair.
+    pairs = [done == started for (_, _, done), (_, started, _) in zip(rows, rows[1:], strict=False)]
+    assert pairs.count(False) <= 1, pairs
+
+
 def test_a_stopping_worker_records_every_outcome_it_holds(
     client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
 ) -> None:

@@ -72,23 +72,56 @@ def test_non_retryable_error_goes_dead_after_one_attempt(
     assert len(executions(db, job.id)) == 1
 
 
-def test_sync_handler_is_timed_out_at_its_deadline_and_frees_its_slot(
+def test_a_sync_handler_in_process_mode_is_killed_at_its_deadline_and_frees_its_slot(
     client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
 ) -> None:
-    job_type(client, "sleeper", "sleep_sync", timeout=timedelta(seconds=1), max_retries=0)
+    job_type(
+        client,
+        "sleeper",
+        "sleep_sync",
+        timeout=timedelta(seconds=1),
+        max_retries=0,
+        execution="process",
+    )
     job_type(client, "echo", "record")
     slow = client.submit_job("sleeper", {"seconds": 30}, organization=org)
-    workers.start(concurrency=1)
+    workers.start(concurrency=1, extra=["--kill-grace", "1"])
     done = finished(client, slow.id, timeout=20)
     assert done.status == "dead"
     (attempt,) = client.job_attempts(slow.id)
     assert attempt.outcome == "timed_out"
-    # Recorded at the deadline, not when the 30 s sleep ends (generous bound on a busy box).
+    # Recorded once the process is gone, at the deadline plus the kill, not when the 30 s
+    # sleep would have ended (generous bound on a busy box).
     assert attempt.finished_at - attempt.started_at < timedelta(seconds=10)
-    # The only slot is free again although the abandoned thread still sleeps.
+    # The only slot is free again, and the handler never woke: it was killed.
     quick = client.submit_job("echo", {"tag": "after"}, organization=org)
     assert finished(client, quick.id, timeout=20).status == "completed"
     assert executions(db, slow.id, "woke") == []
+
+
+def test_a_sync_handler_inline_past_its_deadline_keeps_its_slot_until_it_ends(
+    client: Client, db: psycopg.Connection[Any], org: str, workers: Workers
+) -> None:
+    """A thread cannot be killed: the attempt is recorded timed_out once the handler has
+    returned, and its slot (the only one) serves the next job only then."""
+    job_type(client, "sleeper", "sleep_sync", timeout=timedelta(seconds=1), max_retries=0)
+    job_type(client, "echo", "record")
+    slow = client.submit_job("sleeper", {"seconds": 3}, organization=org)
+    workers.start(concurrency=1)
+    wait_for(lambda: client.get_job(slow.id).status == "running", what="the sleeper to start")
+    quick = client.submit_job("echo", {"tag": "after"}, organization=org)
+    assert finished(client, slow.id, timeout=30).status == "dead"
+    assert finished(client, quick.id, timeout=30).status == "completed"
+    (attempt,) = client.job_attempts(slow.id)
+    assert attempt.outcome == "timed_out"
+    woke_at, echo_ran_at = (
+        db.execute(
+            "SELECT at FROM public.test_exec WHERE job_id = %s ORDER BY id", (job_id,)
+        ).fetchone()[0]  # type: ignore[index]
+        for job_id in (slow.id, quick.id)
+    )
+    assert attempt.finished_at >= woke_at
+    assert echo_ran_at > woke_at
 
 
 def test_async_handler_is_cancelled_at_its_deadline(

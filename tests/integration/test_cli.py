@@ -141,9 +141,11 @@ def test_engine_refusal_exits_1_with_title(dsn: str) -> None:
 def test_types_register_validates_the_handler(dsn: str) -> None:
     registered = jobqueue_json(
         "types", "register", "t.echo", "jobqueue.tasks.demo:echo",
-        "--queue", "q1", "--max-retries", "5", "--timeout", "30", dsn=dsn,
+        "--queue", "q1", "--max-retries", "5", "--timeout", "30", "--execution", "process",
+        dsn=dsn,
     )  # fmt: skip
     assert registered["queue"] == "q1" and registered["timeout"] == 30.0
+    assert registered["execution"] == "process"
     done = jobqueue("types", "register", "t.bad", "no_such_module:f", dsn=dsn, check=1)
     assert "Invalid job type" in done.stderr
     names = [t["name"] for t in jobqueue_json("types", "list", dsn=dsn)]

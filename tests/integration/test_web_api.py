@@ -98,10 +98,12 @@ async def test_every_endpoint_happy_path(dsn: str, world: World, client: Client)
                 "queue": "mail",
                 "timeout": 30,
                 "max_retries": 2,
+                "execution": "process",
             },
         )
         assert registered.status_code == 200, registered.text
         assert registered.json()["queue"] == "mail" and registered.json()["timeout"] == 30
+        assert registered.json()["execution"] == "process"
         refused = await http.post(
             "/api/job-types",
             headers=h,

@@ -248,11 +248,13 @@ CALLS: dict[str, Aim] = {
 WORKER_ONLY = {
     "fetch_vehicles",
     "finish_attempts",
+    "finish_and_fetch",
     "complete_attempt",
     "fail_attempt",
     "report_progress",
     "save_checkpoint",
     "job_checkpoint",
+    "hold_attempts",
     "rescue_attempts",
     "cleanup_batch",
     "claim_due_schedules",

@@ -281,3 +281,51 @@ def test_an_outcome_without_a_kind_refuses_the_whole_batch(
         "SELECT count(*) AS n FROM jobqueue.job WHERE status = 'running'"
     ).fetchone()
     assert running == {"n": 2}
+
+
+def test_the_ride_says_where_the_handler_runs(setup: Client, conn: psycopg.Connection[Any]) -> None:
+    """A claim, and procrastinate's own fetch through the trigger, give the bridge the job
+    type's execution mode, NULL when the type leaves it to the worker."""
+    make_job_type(setup, "killable", execution="process")
+    chosen = setup.submit_job("killable", {}, organization="acme").id
+    default = setup.submit_job("echo", {}, organization="acme").id
+    worker = register_worker(conn)
+    rides = {v["args"]["job_id"]: v["args"] for v in claim(conn, worker, 2)}
+    assert rides[chosen]["execution"] == "process"
+    assert rides[default]["execution"] is None
+    fetched = setup.submit_job("killable", {"fetched": True}, organization="acme").id
+    vehicle = conn.execute(
+        "SELECT args FROM procrastinate.procrastinate_fetch_job_v2(NULL, %s)", (worker,)
+    ).fetchone()
+    assert vehicle is not None
+    assert (vehicle["args"]["job_id"], vehicle["args"]["execution"]) == (fetched, "process")
+
+
+def test_finish_and_fetch_records_outcomes_then_claims_in_one_transaction(
+    setup: Client, conn: psycopg.Connection[Any]
+) -> None:
+    """The claim sees what the finish did (a dependent it released is claimed in the same
+    call), and a fenced-off outcome is kept on its attempt and named in a warning."""
+    first = setup.submit_job("echo", {"first": True}, organization="acme").id
+    then = setup.submit_job("echo", {"then": True}, organization="acme", depends_on=[first]).id
+    stale = setup.submit_job("echo", {"stale": True}, organization="acme").id
+    worker = register_worker(conn)
+    assert {v["args"]["job_id"] for v in claim(conn, worker, 2)} == {first, stale}
+    warnings: list[str] = []
+    conn.add_notice_handler(lambda notice: warnings.append(notice.message_primary or ""))
+    call = calls.finish_and_fetch(
+        [
+            {"job_id": first, "attempt": 1, "outcome": "completed"},
+            {"job_id": stale, "attempt": 7, "outcome": "completed"},
+        ],
+        None,
+        worker,
+        5,
+    )
+    vehicles = conn.execute(call.sql, call.params).fetchall()
+    assert [(v["args"]["job_id"], v["args"]["attempt"]) for v in vehicles] == [(then, 1)]
+    assert setup.get_job(first).status == "completed"
+    assert setup.get_job(stale).status == "running"
+    assert warnings == [
+        f"attempt 7 of job {stale} no longer current; the outcome was kept on the attempt row only"
+    ]

@@ -34,6 +34,8 @@ BAD_DEFINITIONS: dict[str, dict[str, Any]] = {
     "name with punctuation": {"name": "bad name!"},
     "empty name": {"name": ""},
     "injection in name": {"name": "x'); DROP TABLE jobqueue.job; --"},
+    "unknown execution": {"execution": "thread"},
+    "empty execution": {"execution": ""},
 }
 
 
@@ -67,3 +69,13 @@ def test_reregistration_updates_in_place(client: Client) -> None:
         3,
     )
     assert [t.name for t in client.list_job_types()] == ["t"]
+
+
+def test_execution_is_the_types_own_or_left_to_the_worker(client: Client) -> None:
+    """A type names its execution mode, or leaves it NULL for the worker's --execution; a
+    re-registration that names none gives the choice back to the worker."""
+    assert client.register_job_type("t", "jobqueue.tasks.demo:echo").execution is None
+    killable = client.register_job_type("t", "jobqueue.tasks.demo:echo", execution="process")
+    assert killable.execution == "process"
+    assert [t.execution for t in client.list_job_types()] == ["process"]
+    assert client.register_job_type("t", "jobqueue.tasks.demo:echo").execution is None

@@ -14,7 +14,7 @@ import pytest
 from procrastinate import job_context
 
 from jobqueue.context import JobContext
-from jobqueue.worker import bridge, deadlines
+from jobqueue.worker import bridge, deadlines, holds
 from jobqueue.worker.connector import loads
 
 HERE = "tests.unit.test_worker_bridge"
@@ -69,6 +69,24 @@ def sync_sleeps(ctx: JobContext) -> str:
     while not ctx.is_canceled():
         time.sleep(0.005)
     return "stopped"
+
+
+async def shrugs_off_cancel(ctx: JobContext, seconds: float = 0.3) -> str:
+    """Swallows the cancellation at its await and carries on to the end."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            seen["swallowed"] = True
+    seen["ended"] = True
+    return "done anyway"
+
+
+def sync_ignores(ctx: JobContext, seconds: float = 0.3) -> str:
+    time.sleep(seconds)
+    seen["ended"] = True
+    return "done anyway"
 
 
 class Buffer:
@@ -150,6 +168,21 @@ async def test_a_sync_handler_completes_and_one_past_its_timeout_times_out() -> 
     assert (outcome["outcome"], outcome["result"]) == ("completed", 5)
     outcome = await attempt("sync_sleeps", timeout=0.05)
     assert outcome["outcome"] == "timed_out"
+
+
+@pytest.mark.parametrize("handler", ["shrugs_off_cancel", "sync_ignores"])
+async def test_an_attempt_past_its_deadline_ends_only_when_its_handler_does(
+    handler: str,
+) -> None:
+    """A handler that ignores its deadline runs on; its outcome (timed_out) is handed over,
+    and the attempt's slot freed, only once it has returned."""
+    seen.clear()
+    outcome = await attempt(handler, timeout=0.05)
+    assert outcome["outcome"] == "timed_out"
+    assert seen["ended"] is True
+    if handler == "shrugs_off_cancel":
+        assert seen["swallowed"] is True  # it was cancelled at its await, and carried on
+    assert holds.holds.ids() == []
 
 
 async def test_progress_reported_by_a_quick_handler_is_written_before_the_outcome() -> None:
