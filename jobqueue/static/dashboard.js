@@ -445,8 +445,17 @@ async function initJobTypes() {
 
 // --- schedules: run now, enable, disable; the page reloads when a schedule's event arrives --
 
+// What the last action on the page did, shown again after the reload that follows it.
+const SCHEDULE_RESULT = "jobqueue.schedule-result";
+
 function initSchedules() {
   const result = document.getElementById("schedule-result");
+  const said = sessionStorage.getItem(SCHEDULE_RESULT);
+  if (said) {
+    sessionStorage.removeItem(SCHEDULE_RESULT);
+    result.textContent = said;
+    result.hidden = false;
+  }
   document.getElementById("schedules-table").addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
@@ -456,10 +465,13 @@ function initSchedules() {
     try {
       if (button.dataset.action === "run") {
         const job = await api("POST", `${path}/run`);
-        result.textContent = `${job.duplicate ? "Already active" : "Submitted"}: job ${job.id}`;
-        result.hidden = false;
+        sessionStorage.setItem(SCHEDULE_RESULT, job.duplicate
+          ? `${name}: job ${job.id} is still active, so no new job was submitted.`
+          : `${name}: submitted job ${job.id}.`);
       } else {
-        await api("PATCH", path, { enabled: button.dataset.action === "enable" });
+        const enable = button.dataset.action === "enable";
+        await api("PATCH", path, { enabled: enable });
+        sessionStorage.setItem(SCHEDULE_RESULT, `${name} is ${enable ? "enabled" : "disabled"}.`);
       }
       location.reload();
     } catch (e) {
