@@ -39,11 +39,22 @@
 CREATE OR REPLACE FUNCTION jobqueue._log_events(
     p_organization_ids bigint[], p_job_ids bigint[], p_types text[], p_data jsonb[]
 ) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
+BEGIN
+    IF coalesce(cardinality(p_types), 0) = 0 THEN
+        RETURN;
+    END IF;
     -- The transaction's id first, then the ids of its events (the feed relies on that order).
-    SELECT pg_current_xact_id();
+    PERFORM pg_current_xact_id();
+    -- The usual case, a statement's events of one organization, goes in as it came.
+    IF cardinality(p_types) <= 1024 AND p_organization_ids[1] = ALL (p_organization_ids) THEN
+        INSERT INTO jobqueue.event_batch (first_id, organization_id, job_ids, types, data)
+        VALUES (nextval('jobqueue.event_batch_seq') * 1024, p_organization_ids[1], p_job_ids,
+                p_types, p_data);
+        RETURN;
+    END IF;
     INSERT INTO jobqueue.event_batch (first_id, organization_id, job_ids, types, data)
     SELECT nextval('jobqueue.event_batch_seq') * 1024, g.organization_id, g.job_ids, g.types,
            g.data
@@ -58,7 +69,8 @@ AS $$
                   WITH ORDINALITY AS u (organization_id, job_id, type, data, n)) AS e
         GROUP BY e.organization_id, e.chunk
         ORDER BY first_n
-    ) AS g
+    ) AS g;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION jobqueue._tg_event__after_insert() RETURNS trigger

@@ -119,12 +119,13 @@ SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
+    -- In id order: the rows come sorted, and the aggregates keep the order they are given.
     PERFORM jobqueue._log_events(
-        array_agg(n.organization_id ORDER BY n.id), array_agg(n.id ORDER BY n.id),
+        array_agg(n.organization_id), array_agg(n.id),
         array_fill('submitted'::text, ARRAY[count(*)::integer]),
         array_agg(jsonb_build_object('status', n.status, 'job_type', n.job_type,
-                                     'priority', n.priority) ORDER BY n.id))
-    FROM new_rows AS n
+                                     'priority', n.priority)))
+    FROM (SELECT * FROM new_rows ORDER BY id) AS n
     HAVING count(*) > 0;
 
     -- The vehicles of the queued ones, from the rows at hand rather than read back from the
@@ -207,15 +208,17 @@ BEGIN
     END IF;
 
     PERFORM jobqueue._log_events(
-        array_agg(n.organization_id ORDER BY n.id), array_agg(n.id ORDER BY n.id),
-        array_agg(t.event ORDER BY n.id),
-        array_agg(jsonb_strip_nulls(jsonb_build_object(
-            'status', n.status, 'from', o.status, 'attempt', n.attempt,
-            'next_retry_at', n.next_retry_at, 'error', left(n.last_error, 500))) ORDER BY n.id))
-    FROM old_rows AS o
-    JOIN new_rows AS n USING (id)
-    JOIN jobqueue.job_transition AS t ON t.from_status = o.status AND t.to_status = n.status
-    WHERE o.status <> n.status
+        array_agg(c.organization_id), array_agg(c.id), array_agg(c.event), array_agg(c.data))
+    FROM (SELECT n.organization_id, n.id, t.event,
+                 jsonb_strip_nulls(jsonb_build_object(
+                     'status', n.status, 'from', o.status, 'attempt', n.attempt,
+                     'next_retry_at', n.next_retry_at, 'error', left(n.last_error, 500))) AS data
+          FROM old_rows AS o
+          JOIN new_rows AS n USING (id)
+          JOIN jobqueue.job_transition AS t
+              ON t.from_status = o.status AND t.to_status = n.status
+          WHERE o.status <> n.status
+          ORDER BY n.id) AS c
     HAVING count(*) > 0;
 
     IF v_changes.runnable IS NOT NULL THEN
