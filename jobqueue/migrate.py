@@ -31,6 +31,7 @@ MIGRATE_LOCK_KEY = 0x6A6F6271_75657565 & 0x7FFFFFFFFFFFFFFF
 SQL_FILES = (
     "access.sql",
     "tokens.sql",
+    "events.sql",
     "lifecycle.sql",
     "dependencies.sql",
     "submit.sql",
@@ -38,7 +39,6 @@ SQL_FILES = (
     "worker.sql",
     "claim.sql",
     "capacity.sql",
-    "events.sql",
     "queries.sql",
     "metrics.sql",
     "totals.sql",

@@ -57,6 +57,7 @@ DECLARE
     v_reason text := 'canceled by ' || coalesce(cancel_jobs.actor, 'a service');
     v_canceled bigint;
     v_requested bigint;
+    v_logged bigint;
 BEGIN
     SELECT f.org_ids, f.status INTO v_orgs, v_status
     FROM jobqueue._bulk_filter(cancel_jobs.actor, cancel_jobs.organization, cancel_jobs.status) AS f;
@@ -100,13 +101,16 @@ BEGIN
         JOIN jobqueue.attempt AS a ON a.job_id = r.id AND a.attempt = r.attempt
         WHERE p.id = a.procrastinate_job_id AND p.status = 'doing'
     ), logged AS (
-        INSERT INTO jobqueue.event (organization_id, job_id, type, data)
-        SELECT r.organization_id, r.id, 'cancel_requested',
-               jsonb_build_object('status', 'running', 'attempt', r.attempt,
-                                  'by', cancel_jobs.actor)
+        SELECT jobqueue._log_events(
+                   array_agg(r.organization_id ORDER BY r.id), array_agg(r.id ORDER BY r.id),
+                   array_fill('cancel_requested'::text, ARRAY[count(*)::integer]),
+                   array_agg(jsonb_build_object('status', 'running', 'attempt', r.attempt,
+                                                'by', cancel_jobs.actor) ORDER BY r.id))
         FROM requested AS r
+        HAVING count(*) > 0
     )
-    SELECT count(*) INTO v_requested FROM requested;
+    SELECT (SELECT count(*) FROM requested), (SELECT count(*) FROM logged)
+    INTO v_requested, v_logged;
 
     RETURN QUERY SELECT v_canceled, v_requested;
 END

@@ -99,10 +99,13 @@ CREATE OR REPLACE FUNCTION jobqueue._capacity_event(
 LANGUAGE sql
 SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
-    INSERT INTO jobqueue.event (organization_id, job_id, type, data)
-    SELECT o.id, NULL, p_type, p_data FROM jobqueue.organization AS o
+    SELECT jobqueue._log_events(array_agg(o.id ORDER BY o.id),
+                                array_fill(NULL::bigint, ARRAY[count(*)::integer]),
+                                array_fill(p_type, ARRAY[count(*)::integer]),
+                                array_fill(p_data, ARRAY[count(*)::integer]))
+    FROM jobqueue.organization AS o
     WHERE p_organization_id IS NULL OR o.id = p_organization_id
-    ORDER BY o.id
+    HAVING count(*) > 0
 $$;
 
 -- Workers serving the queue claim again now (procrastinate's job_inserted; its worker reads
@@ -347,10 +350,10 @@ BEGIN
         WHERE id IN (SELECT v.id FROM procrastinate.procrastinate_jobs AS v
                      WHERE v.queueing_lock = 'jobqueue:' || v_job.id AND v.status = 'todo'
                      FOR UPDATE SKIP LOCKED);
-        INSERT INTO jobqueue.event (organization_id, job_id, type, data)
-        VALUES (v_job.organization_id, v_job.id, 'priority_changed',
-                jsonb_build_object('status', v_job.status, 'from', v_job.priority,
-                                   'to', set_job_priority.priority, 'by', actor));
+        PERFORM jobqueue._log_events(
+            ARRAY[v_job.organization_id], ARRAY[v_job.id], ARRAY['priority_changed'],
+            ARRAY[jsonb_build_object('status', v_job.status, 'from', v_job.priority,
+                                     'to', set_job_priority.priority, 'by', actor)]);
     END IF;
     RETURN jobqueue._job_infos(ARRAY[v_job.id]);
 END

@@ -1,32 +1,77 @@
 -- events.sql: the event log, its wake-up notification and the readers of both.
 --
--- Owns:      NOTIFY for event rows, the replay query of the SSE feed, and the feed's read of
---            every organization's new rows.
+-- Owns:      the event log's one writer, NOTIFY for new events, the replay query of the SSE
+--            feed, and the feed's read of every organization's new events.
+-- Storage:   one jobqueue.event_batch row per statement and organization (at most 1,024
+--            events): a claim or finish of ten jobs writes one row, not ten (migration 0013).
+--            Event i (from 1) of a row has the id first_id + i - 1; first_id is a block of
+--            1,024 ids from event_batch_seq, so ids stay unique, follow time, and keep their
+--            meaning for Last-Event-ID. The view jobqueue.event shows one row per event.
 -- Public:    events_since(actor, after_id, organization, job_id, max_rows)  -- replay, in id order
 --            event_feed(after_id, watching, watching_from, max_rows)  -- the web process's read
 --                        of every committed event it has not published yet (see below)
--- Internal:  _tg_event__after_insert  -- pg_notify('jobqueue_events', '') once per statement
+-- Internal:  _log_events(organization_ids, job_ids, types, data)  -- the one writer
+--            _tg_event__after_insert  -- pg_notify('jobqueue_events', '') once per statement
 -- Channel:   jobqueue_events, with an EMPTY payload: a wake-up, nothing more. Any login that
 --            can connect may LISTEN and NOTIFY on any channel, so a notification carries no
 --            organization's data and nothing in it is believed: readers read the table. A
 --            transaction's notifications with the same payload are delivered once, at commit.
 -- Feed:      ids are taken at insert and seen at commit, so a lower id can commit after a
---            higher one, and "id > the last one read" would skip it. event_feed reads the rows
---            after the reader's high-water mark, plus the rows of transactions that were still
---            running at its previous read and have finished since (event.xact_id, against the
---            snapshot's in-progress list): every committed row exactly once, however the
---            transactions interleave. It relies on each writer of events having written to
---            jobqueue.job first in its transaction, so that its transaction id is assigned
---            before its event ids are taken (true of every writer: the lifecycle trigger,
---            report_progress, cancel_job, cancel_jobs), and on the identity's sequence handing
---            out ids in order (CACHE 1, the default).
+--            higher one, and "id > the last one read" would skip it. event_feed reads the
+--            events after the reader's high-water mark, plus those of transactions that were
+--            still running at its previous read and have finished since (event_batch.xact_id,
+--            against the snapshot's in-progress list): every committed event exactly once,
+--            however the transactions interleave. It relies on each writer's transaction id
+--            being assigned before its event ids are taken (_log_events asks for it first)
+--            and on the sequence handing out blocks in order (CACHE 1, the default).
 -- Replay:    events_since reads strictly after an id, so a client resuming by id can still
 --            miss a lower id committed after the one it saw (a deliberate trade-off: reading
 --            only below the oldest running transaction would delay every event behind it).
 -- States:    none.
 -- Locks:     none.
 -- Raises:    JQV03 bad argument, JQA02 forbidden.
--- Events:    this file sends them; lifecycle.sql and worker.sql write the rows.
+-- Events:    this file writes and sends them; lifecycle, worker, bulk, capacity and schedules
+--            call _log_events.
+
+-- The one writer of events: the events of a statement, element i of each array one event,
+-- in the order given. One row per organization and 1,024 events, whose first_id block of
+-- 1,024 ids comes from event_batch_seq (migration 0013).
+CREATE OR REPLACE FUNCTION jobqueue._log_events(
+    p_organization_ids bigint[], p_job_ids bigint[], p_types text[], p_data jsonb[]
+) RETURNS void
+LANGUAGE plpgsql
+SET search_path = jobqueue, pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF coalesce(cardinality(p_types), 0) = 0 THEN
+        RETURN;
+    END IF;
+    -- The transaction's id first, then the ids of its events (the feed relies on that order).
+    PERFORM pg_current_xact_id();
+    -- The usual case, a statement's events of one organization, goes in as it came.
+    IF cardinality(p_types) <= 1024 AND p_organization_ids[1] = ALL (p_organization_ids) THEN
+        INSERT INTO jobqueue.event_batch (first_id, organization_id, job_ids, types, data)
+        VALUES (nextval('jobqueue.event_batch_seq') * 1024, p_organization_ids[1], p_job_ids,
+                p_types, p_data);
+        RETURN;
+    END IF;
+    INSERT INTO jobqueue.event_batch (first_id, organization_id, job_ids, types, data)
+    SELECT nextval('jobqueue.event_batch_seq') * 1024, g.organization_id, g.job_ids, g.types,
+           g.data
+    FROM (
+        SELECT e.organization_id, min(e.n) AS first_n,
+               array_agg(e.job_id ORDER BY e.n) AS job_ids,
+               array_agg(e.type ORDER BY e.n) AS types,
+               array_agg(e.data ORDER BY e.n) AS data
+        FROM (SELECT u.*, (row_number() OVER (PARTITION BY u.organization_id ORDER BY u.n) - 1)
+                          / 1024 AS chunk
+              FROM unnest(p_organization_ids, p_job_ids, p_types, p_data)
+                  WITH ORDINALITY AS u (organization_id, job_id, type, data, n)) AS e
+        GROUP BY e.organization_id, e.chunk
+        ORDER BY first_n
+    ) AS g;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION jobqueue._tg_event__after_insert() RETURNS trigger
 LANGUAGE plpgsql
@@ -39,14 +84,18 @@ BEGIN
 END
 $$;
 
-DROP TRIGGER IF EXISTS tg_event__after_insert ON jobqueue.event;
+DROP TRIGGER IF EXISTS tg_event__after_insert ON jobqueue.event_batch;
 CREATE TRIGGER tg_event__after_insert
-    AFTER INSERT ON jobqueue.event
+    AFTER INSERT ON jobqueue.event_batch
     FOR EACH STATEMENT EXECUTE FUNCTION jobqueue._tg_event__after_insert();
 
 -- A short-lived signature had a sixth argument: drop it so calls are not ambiguous.
 DROP FUNCTION IF EXISTS jobqueue.events_since(text, bigint, text, bigint, integer, boolean);
 
+-- Reading by id: a row holds the ids first_id .. first_id + cardinality - 1, and no row
+-- holds more than 1,024, so the rows holding ids after X are among those with first_id
+-- above X - 1,024 (a range of the primary key); the test on the row's last id drops the
+-- ones wholly at or below X, so every row read gives at least one event.
 CREATE OR REPLACE FUNCTION jobqueue.events_since(
     actor text DEFAULT NULL,
     after_id bigint DEFAULT 0,
@@ -63,6 +112,7 @@ AS $$
 DECLARE
     v_visible bigint[] := jobqueue._visible_organizations(actor);
     v_org_id bigint;
+    v_after bigint := coalesce(after_id, 0);
 BEGIN
     IF max_rows IS NULL OR max_rows NOT BETWEEN 1 AND 10000 THEN
         RAISE EXCEPTION 'max_rows must be between 1 and 10000' USING ERRCODE = 'JQV03';
@@ -71,22 +121,30 @@ BEGIN
         v_org_id := jobqueue._require_organization(actor, events_since.organization);
     END IF;
     RETURN QUERY
-        SELECT e.id, e.organization_id, o.name, e.job_id, e.type, e.data, e.created_at
-        FROM jobqueue.event AS e
-        JOIN jobqueue.organization AS o ON o.id = e.organization_id
-        WHERE e.id > coalesce(after_id, 0)
-          AND (v_visible IS NULL OR e.organization_id = ANY (v_visible))
-          AND (v_org_id IS NULL OR e.organization_id = v_org_id)
-          AND (events_since.job_id IS NULL OR e.job_id = events_since.job_id)
-        ORDER BY e.id
+        SELECT b.first_id + u.position - 1, b.organization_id, o.name, u.job_id, u.type,
+               u.data, b.created_at
+        FROM (SELECT eb.* FROM jobqueue.event_batch AS eb
+              WHERE eb.first_id > v_after - 1024
+                AND eb.first_id + cardinality(eb.types) - 1 > v_after
+                AND (v_visible IS NULL OR eb.organization_id = ANY (v_visible))
+                AND (v_org_id IS NULL OR eb.organization_id = v_org_id)
+                AND (events_since.job_id IS NULL OR events_since.job_id = ANY (eb.job_ids))
+              ORDER BY eb.first_id
+              LIMIT max_rows + 1) AS b
+        JOIN jobqueue.organization AS o ON o.id = b.organization_id
+        CROSS JOIN LATERAL unnest(b.job_ids, b.types, b.data)
+            WITH ORDINALITY AS u (job_id, type, data, position)
+        WHERE b.first_id + u.position - 1 > v_after
+          AND (events_since.job_id IS NULL OR u.job_id = events_since.job_id)
+        ORDER BY b.first_id, u.position
         LIMIT max_rows;
 END
 $$;
 
 -- What the web process's event hub reads on every wake-up, in one statement (so one
--- snapshot): the rows after after_id, and the rows at or below it of the transactions it
+-- snapshot): the events after after_id, and the events at or below it of the transactions it
 -- was watching (in progress at its previous read; watching_from[i] is an id below all of
--- watching[i]'s) that have finished since. It answers the rows as a JSON array in id
+-- watching[i]'s) that have finished since. It answers the events as a JSON array in id
 -- order (the late ones first), how many of them are late, and the transactions in progress
 -- now, for the next call's watch list. max_rows bounds each of the two parts; a reader given
 -- a full page of either calls again.
@@ -122,17 +180,34 @@ BEGIN
                'id', r.id, 'org_id', r.organization_id, 'org', o.name, 'job', r.job_id,
                'type', r.type, 'data', r.data, 'at', r.created_at) ORDER BY r.id), '[]')
     INTO v_new
-    FROM (SELECT e.* FROM jobqueue.event AS e
-          WHERE e.id > after_id ORDER BY e.id LIMIT max_rows) AS r
+    FROM (SELECT b.first_id + u.position - 1 AS id, b.organization_id, u.job_id, u.type,
+                 u.data, b.created_at
+          FROM (SELECT eb.* FROM jobqueue.event_batch AS eb
+                WHERE eb.first_id > after_id - 1024
+                  AND eb.first_id + cardinality(eb.types) - 1 > after_id
+                ORDER BY eb.first_id LIMIT max_rows) AS b
+          CROSS JOIN LATERAL unnest(b.job_ids, b.types, b.data)
+              WITH ORDINALITY AS u (job_id, type, data, position)
+          WHERE b.first_id + u.position - 1 > after_id
+          ORDER BY b.first_id, u.position LIMIT max_rows) AS r
     LEFT JOIN jobqueue.organization AS o ON o.id = r.organization_id;
     IF v_finished IS NOT NULL THEN
         SELECT coalesce(jsonb_agg(jsonb_build_object(
                    'id', r.id, 'org_id', r.organization_id, 'org', o.name, 'job', r.job_id,
                    'type', r.type, 'data', r.data, 'at', r.created_at) ORDER BY r.id), '[]')
         INTO v_late
-        FROM (SELECT e.* FROM jobqueue.event AS e
-              WHERE e.id > v_from AND e.id <= after_id AND e.xact_id = ANY (v_finished)
-              ORDER BY e.id LIMIT max_rows) AS r
+        FROM (SELECT b.first_id + u.position - 1 AS id, b.organization_id, u.job_id, u.type,
+                     u.data, b.created_at
+              FROM (SELECT eb.* FROM jobqueue.event_batch AS eb
+                    WHERE eb.first_id > v_from - 1024 AND eb.first_id <= after_id
+                      AND eb.first_id + cardinality(eb.types) - 1 > v_from
+                      AND eb.xact_id = ANY (v_finished)
+                    ORDER BY eb.first_id LIMIT max_rows) AS b
+              CROSS JOIN LATERAL unnest(b.job_ids, b.types, b.data)
+                  WITH ORDINALITY AS u (job_id, type, data, position)
+              WHERE b.first_id + u.position - 1 > v_from
+                AND b.first_id + u.position - 1 <= after_id
+              ORDER BY b.first_id, u.position LIMIT max_rows) AS r
         LEFT JOIN jobqueue.organization AS o ON o.id = r.organization_id;
     END IF;
     RETURN QUERY SELECT v_late || v_new, jsonb_array_length(v_late),

@@ -119,11 +119,14 @@ SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
-    INSERT INTO jobqueue.event (organization_id, job_id, type, data)
-    SELECT n.organization_id, n.id, 'submitted',
-           jsonb_build_object('status', n.status, 'job_type', n.job_type, 'priority', n.priority)
-    FROM new_rows AS n
-    ORDER BY n.id;
+    -- In id order: the rows come sorted, and the aggregates keep the order they are given.
+    PERFORM jobqueue._log_events(
+        array_agg(n.organization_id), array_agg(n.id),
+        array_fill('submitted'::text, ARRAY[count(*)::integer]),
+        array_agg(jsonb_build_object('status', n.status, 'job_type', n.job_type,
+                                     'priority', n.priority)))
+    FROM (SELECT * FROM new_rows ORDER BY id) AS n
+    HAVING count(*) > 0;
 
     -- The vehicles of the queued ones, from the rows at hand rather than read back from the
     -- table.
@@ -204,16 +207,19 @@ BEGIN
         END IF;
     END IF;
 
-    INSERT INTO jobqueue.event (organization_id, job_id, type, data)
-    SELECT n.organization_id, n.id, t.event,
-           jsonb_strip_nulls(jsonb_build_object(
-               'status', n.status, 'from', o.status, 'attempt', n.attempt,
-               'next_retry_at', n.next_retry_at, 'error', left(n.last_error, 500)))
-    FROM old_rows AS o
-    JOIN new_rows AS n USING (id)
-    JOIN jobqueue.job_transition AS t ON t.from_status = o.status AND t.to_status = n.status
-    WHERE o.status <> n.status
-    ORDER BY n.id;
+    PERFORM jobqueue._log_events(
+        array_agg(c.organization_id), array_agg(c.id), array_agg(c.event), array_agg(c.data))
+    FROM (SELECT n.organization_id, n.id, t.event,
+                 jsonb_strip_nulls(jsonb_build_object(
+                     'status', n.status, 'from', o.status, 'attempt', n.attempt,
+                     'next_retry_at', n.next_retry_at, 'error', left(n.last_error, 500))) AS data
+          FROM old_rows AS o
+          JOIN new_rows AS n USING (id)
+          JOIN jobqueue.job_transition AS t
+              ON t.from_status = o.status AND t.to_status = n.status
+          WHERE o.status <> n.status
+          ORDER BY n.id) AS c
+    HAVING count(*) > 0;
 
     IF v_changes.runnable IS NOT NULL THEN
         PERFORM jobqueue._defer_vehicles(v_changes.runnable);
@@ -314,10 +320,10 @@ BEGIN
             WHERE id = (SELECT a.procrastinate_job_id FROM jobqueue.attempt AS a
                         WHERE a.job_id = v_job.id AND a.attempt = v_job.attempt)
               AND status = 'doing';
-            INSERT INTO jobqueue.event (organization_id, job_id, type, data)
-            VALUES (v_job.organization_id, v_job.id, 'cancel_requested',
-                    jsonb_build_object('status', 'running', 'attempt', v_job.attempt,
-                                       'by', actor));
+            PERFORM jobqueue._log_events(
+                ARRAY[v_job.organization_id], ARRAY[v_job.id], ARRAY['cancel_requested'],
+                ARRAY[jsonb_build_object('status', 'running', 'attempt', v_job.attempt,
+                                         'by', actor)]);
         WHEN v_job.status = 'running' THEN
             NULL;  -- already requested: asking twice is not an error
         ELSE

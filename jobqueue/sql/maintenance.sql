@@ -125,8 +125,6 @@ BEGIN
                           JOIN jobqueue.job AS w ON w.id = d.job_id
                           WHERE d.depends_on_id = j.id AND w.finished_at IS NULL)
         FOR UPDATE SKIP LOCKED
-    ), gone_events AS (
-        DELETE FROM jobqueue.event AS e USING doomed WHERE e.job_id = doomed.id
     ), gone_attempts AS (
         -- no foreign key cascades here (migration 0005)
         DELETE FROM jobqueue.attempt AS a USING doomed WHERE a.job_id = doomed.id
@@ -178,12 +176,16 @@ BEGIN
     )
     SELECT count(*) INTO v_jobs FROM gone_jobs;
 
-    -- The oldest events by id (ids follow time): bounded to one batch whatever the table
-    -- holds, and no index on created_at to write with every event.
-    DELETE FROM jobqueue.event
-    WHERE id IN (SELECT id FROM jobqueue.event ORDER BY id LIMIT batch)
-      AND created_at < now() - retention;
-    GET DIAGNOSTICS v_events = ROW_COUNT;
+    -- The oldest events by id (ids follow time): bounded to one batch of rows whatever the
+    -- table holds, and no index on created_at to write with every event. A deleted job's
+    -- events go this way too: they are older than its end, so past the retention as well.
+    WITH gone AS (
+        DELETE FROM jobqueue.event_batch
+        WHERE first_id IN (SELECT first_id FROM jobqueue.event_batch ORDER BY first_id LIMIT batch)
+          AND created_at < now() - retention
+        RETURNING cardinality(types) AS events
+    )
+    SELECT coalesce(sum(events), 0) INTO v_events FROM gone;
 
     -- Vehicles whose worker finished them but did not delete them (the CLI worker's default).
     DELETE FROM procrastinate.procrastinate_jobs

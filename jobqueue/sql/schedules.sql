@@ -73,10 +73,10 @@ CREATE OR REPLACE FUNCTION jobqueue._schedule_event(
 LANGUAGE sql
 SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
-    INSERT INTO jobqueue.event (organization_id, job_id, type, data)
-    VALUES (p_schedule.organization_id, p_job_id, p_type,
-            jsonb_build_object('schedule', p_schedule.name, 'schedule_id', p_schedule.id)
-            || coalesce(p_data, '{}'))
+    SELECT jobqueue._log_events(
+        ARRAY[p_schedule.organization_id], ARRAY[p_job_id], ARRAY[p_type],
+        ARRAY[jsonb_build_object('schedule', p_schedule.name, 'schedule_id', p_schedule.id)
+              || coalesce(p_data, '{}')])
 $$;
 
 -- Checks a schedule's settings as the table's constraints would, with the errors of the API.

@@ -560,11 +560,11 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM jobqueue._raise_stale(report_progress.job_id, report_progress.attempt);
     END IF;
-    INSERT INTO jobqueue.event (organization_id, job_id, type, data)
-    VALUES (v_job.organization_id, v_job.id, 'progress',
-            jsonb_strip_nulls(jsonb_build_object(
-                'status', 'running', 'attempt', v_job.attempt, 'percent', v_job.progress,
-                'message', left(v_job.progress_message, 200))));
+    PERFORM jobqueue._log_events(
+        ARRAY[v_job.organization_id], ARRAY[v_job.id], ARRAY['progress'],
+        ARRAY[jsonb_strip_nulls(jsonb_build_object(
+            'status', 'running', 'attempt', v_job.attempt, 'percent', v_job.progress,
+            'message', left(v_job.progress_message, 200)))]);
     -- The answer doubles as the cancel check, so a handler that reports progress learns of a
     -- cancel request without another round trip.
     RETURN v_job.cancel_requested;

@@ -163,7 +163,8 @@ def test_cleanup_removes_exactly_what_is_past_retention(
         (old,),
     )
     db.execute(
-        "UPDATE jobqueue.event SET created_at = now() - interval '2 hours' WHERE job_id = ANY(%s)",
+        "UPDATE jobqueue.event_batch SET created_at = now() - interval '2 hours'"
+        " WHERE job_ids && %s::bigint[]",
         (old,),
     )
     running_long = client.submit_job("echo", {"tag": "fresh"}, organization=org)

@@ -47,8 +47,8 @@ async def test_cleanup_works_in_batches_and_keeps_what_is_within_retention(
             ([j.id for j in jobs[:5]],),
         )
         conn.execute(
-            "UPDATE jobqueue.event SET created_at = now() - interval '3 days'"
-            " WHERE job_id = ANY(%s)",
+            "UPDATE jobqueue.event_batch SET created_at = now() - interval '3 days'"
+            " WHERE job_ids && %s::bigint[]",
             ([j.id for j in jobs[:5]],),
         )
     monkeypatch.setattr(maintenance, "CLEANUP_BATCH", 2)

@@ -199,7 +199,8 @@ def test_roles_cannot_touch_tables_but_can_submit(
     for sql in (
         "UPDATE jobqueue.job SET status = 'completed'",
         "SELECT * FROM jobqueue.job",
-        "DELETE FROM jobqueue.event",
+        "DELETE FROM jobqueue.event_batch",
+        "SELECT * FROM jobqueue.event",
         "INSERT INTO jobqueue.organization (name) VALUES ('x')",
         "SELECT * FROM jobqueue.api_token",
         "SELECT jobqueue._release_dependents(ARRAY[1::bigint])",

@@ -86,3 +86,37 @@ def test_foreign_organization_is_refused(setup: Client) -> None:
         setup.events_since(actor="alice", organization="globex")
     with pytest.raises(errors.OrganizationNotFound):
         setup.events_since(organization="nowhere")
+
+
+def test_a_statement_s_events_share_rows_and_keep_their_own_ids(setup: Client, dsn: str) -> None:
+    """One event_batch row per statement and organization, at most 1,024 events to a row; the
+    events keep distinct ids in submit order, and paging cuts through a row without a gap."""
+    acme = setup.submit_jobs(
+        [{"job_type": "echo", "organization": "acme", "params": {"n": n}} for n in range(1500)]
+        + [{"job_type": "echo", "organization": "globex", "params": {"n": n}} for n in range(3)]
+    )
+    with db.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT organization_id, cardinality(types) FROM jobqueue.event_batch ORDER BY first_id"
+        ).fetchall()
+    assert sorted(n for _, n in rows) == [3, 476, 1024]
+    assert len({org for org, _ in rows}) == 2
+
+    events = setup.events_since(organization="acme", max_rows=10000)
+    assert [e.job for e in events] == [j.id for j in acme[:1500]]
+    assert len({e.id for e in events}) == 1500
+    seen: list[int] = []
+    after = 0
+    while page := setup.events_since(after_id=after, max_rows=333):
+        seen.extend(e.id for e in page)
+        after = page[-1].id
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 1503
+    assert [e.job for e in setup.events_since(job_id=acme[1400].id)] == [acme[1400].id]
+    with db.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT jobqueue.latest_event_id()").fetchone() == (max(seen),)
+        feed = conn.execute(
+            "SELECT events FROM jobqueue.event_feed(after_id => %s, max_rows => 100)",
+            (seen[1099],),
+        ).fetchone()
+    assert feed is not None
+    assert [e["id"] for e in feed[0]] == seen[1100:1200]
