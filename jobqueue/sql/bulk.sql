@@ -94,12 +94,12 @@ BEGIN
             ORDER BY c.id
             FOR UPDATE)  -- in id order, as above
           AND j.status = 'running' AND NOT j.cancel_requested
-        RETURNING j.id, j.organization_id, j.attempt
+        RETURNING j.id, j.organization_id, j.attempt, j.attempt_vehicle_id
     ), aborted AS (
+        -- the running attempt's vehicle, on its job (worker.sql)
         UPDATE procrastinate.procrastinate_jobs AS p SET abort_requested = true
         FROM requested AS r
-        JOIN jobqueue.attempt AS a ON a.job_id = r.id AND a.attempt = r.attempt
-        WHERE p.id = a.procrastinate_job_id AND p.status = 'doing'
+        WHERE p.id = r.attempt_vehicle_id AND p.status = 'doing'
     ), logged AS (
         SELECT jobqueue._log_events(
                    array_agg(r.organization_id ORDER BY r.id), array_agg(r.id ORDER BY r.id),

@@ -317,8 +317,7 @@ BEGIN
             UPDATE jobqueue.job SET cancel_requested = true, updated_at = now()
             WHERE id = v_job.id;
             UPDATE procrastinate.procrastinate_jobs SET abort_requested = true
-            WHERE id = (SELECT a.procrastinate_job_id FROM jobqueue.attempt AS a
-                        WHERE a.job_id = v_job.id AND a.attempt = v_job.attempt)
+            WHERE id = v_job.attempt_vehicle_id  -- the running attempt's (worker.sql)
               AND status = 'doing';
             PERFORM jobqueue._log_events(
                 ARRAY[v_job.organization_id], ARRAY[v_job.id], ARRAY['cancel_requested'],

@@ -1,6 +1,8 @@
 -- maintenance.sql: bounded batches that keep the engine healthy; run by periodic tasks.
 --
--- Owns:      rescuing attempts whose worker vanished or overran its timeout; retention cleanup.
+-- Owns:      rescuing attempts whose worker vanished or overran its timeout (a running
+--            attempt is read from its job row, and its attempt row written as it is closed:
+--            worker.sql); retention cleanup.
 -- Public:    rescue_attempts(stale_after, timeout_grace, batch)  -- returns attempts closed;
 --                                                                   held ones stay open
 --            cleanup_batch(retention, batch)                     -- returns rows deleted
@@ -38,26 +40,34 @@ BEGIN
             USING ERRCODE = 'JQV03';
     END IF;
     FOR v_row IN
-        SELECT j.id, j.attempt, a.procrastinate_job_id, a.worker_id,
+        -- A running attempt's facts are on its job (worker.sql). Running jobs of every
+        -- organization: one range of job_org_status_id_idx each, whatever the history holds.
+        SELECT j.id, j.attempt, j.organization_id, j.job_type, j.attempt_worker_id,
+               j.attempt_vehicle_id, j.attempt_started_at, j.attempt_held_at,
                CASE WHEN w.id IS NULL THEN 'lost' ELSE 'timed_out' END AS outcome
-        FROM jobqueue.attempt AS a
-        JOIN jobqueue.job AS j ON j.id = a.job_id AND j.attempt = a.attempt
+        FROM jobqueue.job AS j
         LEFT JOIN procrastinate.procrastinate_workers AS w
-            ON w.id = a.worker_id AND w.last_heartbeat > now() - stale_after
-        WHERE a.outcome IS NULL AND j.status = 'running'
-          AND (w.id IS NULL OR a.started_at < now() - j.timeout - timeout_grace)
-          AND a.started_at < now() - interval '1 second'
-          AND (a.held_at IS NULL OR a.held_at < now() - stale_after)
+            ON w.id = j.attempt_worker_id AND w.last_heartbeat > now() - stale_after
+        WHERE j.organization_id = ANY (ARRAY(SELECT o.id FROM jobqueue.organization AS o))
+          AND j.status = 'running'
+          AND (w.id IS NULL OR j.attempt_started_at < now() - j.timeout - timeout_grace)
+          AND j.attempt_started_at < now() - interval '1 second'
+          AND (j.attempt_held_at IS NULL OR j.attempt_held_at < now() - stale_after)
         ORDER BY j.id
         LIMIT batch
         FOR UPDATE OF j SKIP LOCKED
     LOOP
-        UPDATE jobqueue.attempt
-        SET outcome = v_row.outcome::jobqueue.attempt_outcome, finished_at = now(),
-            error = CASE v_row.outcome
-                WHEN 'lost' THEN format('worker %s stopped heartbeating', v_row.worker_id)
-                ELSE 'ran past its timeout; closed by the rescuer' END
-        WHERE job_id = v_row.id AND attempt = v_row.attempt;
+        -- The attempt's one row, closed.
+        INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type, worker_id,
+                                      procrastinate_job_id, started_at, held_at, finished_at,
+                                      outcome, error)
+        VALUES (v_row.id, v_row.attempt, v_row.organization_id, v_row.job_type,
+                v_row.attempt_worker_id, v_row.attempt_vehicle_id, v_row.attempt_started_at,
+                v_row.attempt_held_at, now(), v_row.outcome::jobqueue.attempt_outcome,
+                CASE v_row.outcome
+                    WHEN 'lost' THEN format('worker %s stopped heartbeating',
+                                            v_row.attempt_worker_id)
+                    ELSE 'ran past its timeout; closed by the rescuer' END);
         UPDATE jobqueue.job AS j
         SET status = CASE
                 WHEN j.cancel_requested THEN 'canceled'
@@ -71,12 +81,14 @@ BEGIN
                 THEN now() END,
             last_error = CASE v_row.outcome
                 WHEN 'lost' THEN format('attempt %s lost: worker %s stopped heartbeating',
-                                        v_row.attempt, v_row.worker_id)
+                                        v_row.attempt, v_row.attempt_worker_id)
                 ELSE format('attempt %s timed out', v_row.attempt) END,
+            attempt_started_at = NULL, attempt_worker_id = NULL, attempt_vehicle_id = NULL,
+            attempt_held_at = NULL,
             updated_at = now()
         WHERE j.id = v_row.id;
         -- The lost attempt's vehicle is done with; a worker that comes back finds it gone.
-        DELETE FROM procrastinate.procrastinate_jobs WHERE id = v_row.procrastinate_job_id;
+        DELETE FROM procrastinate.procrastinate_jobs WHERE id = v_row.attempt_vehicle_id;
         v_count := v_count + 1;
     END LOOP;
     RETURN v_count;

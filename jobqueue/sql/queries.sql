@@ -3,7 +3,9 @@
 -- Public:    get_job(job_id, actor)
 --            list_jobs(actor, organization, status, job_type, created_after, created_before,
 --                      before_id, page_size)   -- newest first, keyset pagination on id
---            job_attempts(job_id, actor)       -- the execution log of one job
+--            job_attempts(job_id, actor)       -- the execution log of one job: its ended
+--                                                 attempts' rows and the running attempt,
+--                                                 read from the job row (worker.sql)
 -- States:    reads all.
 -- Locks:     none.
 -- Raises:    JQN01 job not visible, JQA02 organization not accessible, JQV03 bad argument.
@@ -92,13 +94,25 @@ RETURNS TABLE (
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = jobqueue, pg_catalog, pg_temp
 AS $$
-    SELECT a.attempt, o.name, a.job_type, a.worker_id, a.started_at, a.finished_at,
-           extract(epoch FROM a.finished_at - a.started_at) * 1000, a.outcome, a.error,
-           a.traceback, a.late_outcome
-    FROM jobqueue.attempt AS a
-    JOIN jobqueue.organization AS o ON o.id = a.organization_id
-    WHERE a.job_id = jobqueue._visible_job_id(job_attempts.job_id, job_attempts.actor)
-    ORDER BY a.attempt
+    -- The ended attempts' rows, then the running one, which lives on its job (worker.sql).
+    WITH v AS (
+        SELECT jobqueue._visible_job_id(job_attempts.job_id, job_attempts.actor) AS id
+    ), log AS (
+        SELECT a.attempt, a.organization_id, a.job_type, a.worker_id, a.started_at,
+               a.finished_at, a.outcome, a.error, a.traceback, a.late_outcome
+        FROM v JOIN jobqueue.attempt AS a ON a.job_id = v.id
+        UNION ALL
+        SELECT j.attempt, j.organization_id, j.job_type, j.attempt_worker_id,
+               j.attempt_started_at, NULL, NULL, NULL, NULL, NULL
+        FROM v JOIN jobqueue.job AS j ON j.id = v.id
+        WHERE j.status = 'running'
+    )
+    SELECT l.attempt, o.name, l.job_type, l.worker_id, l.started_at, l.finished_at,
+           extract(epoch FROM l.finished_at - l.started_at) * 1000, l.outcome, l.error,
+           l.traceback, l.late_outcome
+    FROM log AS l
+    JOIN jobqueue.organization AS o ON o.id = l.organization_id
+    ORDER BY l.attempt
 $$;
 
 -- \df+ explains each public function with its header line.

@@ -13,7 +13,8 @@
 --            _duration_bucket(seconds)   -- 1-based bucket of a duration (le semantics)
 --            _bucket_array(jsonb)        -- {"bucket": count} -> bigint[] with zeros filled
 --            _add_buckets(a, b)          -- elementwise sum of two bucket arrays
--- Totals:    what the job and attempt tables hold now plus metric_rollup, in one statement;
+-- Totals:    what the job and attempt tables hold now (running attempts are read from their
+--            jobs: worker.sql) plus metric_rollup, in one statement;
 --            cleanup_batch (maintenance.sql) moves deleted rows into metric_rollup in the
 --            statement that deletes them, so a total never goes down. Jobs and attempts are
 --            only ever deleted by that cleanup. Duration sums are numeric, exact: a float
@@ -91,6 +92,11 @@ BEGIN
         FROM jobqueue.attempt AS a
         JOIN jobqueue.job AS j ON j.id = a.job_id
         WHERE a.organization_id = ANY (v_orgs)
+        UNION ALL
+        -- the running attempts, on their jobs (worker.sql): a retry counts from its start
+        SELECT j.organization_id, j.job_type, j.queue, NULL, j.attempt, NULL
+        FROM jobqueue.job AS j
+        WHERE j.organization_id = ANY (v_orgs) AND j.status = 'running'
     ), attempt_totals AS (
         SELECT t.organization_id, t.job_type, t.queue,
                count(*) FILTER (WHERE t.outcome = 'completed') AS completed,

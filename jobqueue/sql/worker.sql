@@ -22,10 +22,15 @@
 -- Internal:  _claimable_vehicles, _outcome_items  -- the batch helpers
 --            _tg_vehicle__before_fetch  -- on procrastinate's own fetch (todo -> doing of a
 --                                          'jobqueue.run' vehicle not started by
---                                          fetch_vehicles): queued|retrying -> running, a new
---                                          attempt row; the attempt number, handler path,
---                                          params, organization, timeout and checkpoint into the
---                                          vehicle's args
+--                                          fetch_vehicles): queued|retrying -> running, the
+--                                          attempt started on the job row; the attempt number,
+--                                          handler path, params, organization, timeout and
+--                                          checkpoint into the vehicle's args
+-- Attempts:  a running attempt lives on its job row (attempt, attempt_started_at,
+--            attempt_worker_id, attempt_vehicle_id, attempt_held_at: set by the start, which
+--            updates the job anyway); its jobqueue.attempt row is inserted once, by whatever
+--            ends it (here, or rescue_attempts in maintenance.sql), in the statement that
+--            moves the job on and clears those columns.
 -- Fencing:   every call names (job_id, attempt) and acts only while that attempt is the job's
 --            current running one.
 -- States:    queued|retrying -> running; running -> completed|retrying|dead|canceled.
@@ -51,16 +56,14 @@ BEGIN
     THEN
         RETURN NULL;
     END IF;
+    -- The running attempt lives on the job row until it ends (its attempt row is written then).
     UPDATE jobqueue.job
     SET status = 'running', attempt = attempt + 1, started_at = coalesce(started_at, now()),
-        next_retry_at = NULL, updated_at = now()
+        next_retry_at = NULL, attempt_started_at = now(), attempt_worker_id = NEW.worker_id,
+        attempt_vehicle_id = NEW.id, attempt_held_at = NULL, updated_at = now()
     WHERE id = v_job_id AND status IN ('queued', 'retrying')
     RETURNING * INTO v_job;
     IF FOUND THEN
-        INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type, worker_id,
-                                      procrastinate_job_id)
-        VALUES (v_job.id, v_job.attempt, v_job.organization_id, v_job.job_type, NEW.worker_id,
-                NEW.id);
         -- Everything the bridge needs to run the handler rides on the vehicle, so running a
         -- job costs no query beyond procrastinate's fetch and the outcome's finish.
         NEW.args := NEW.args || (
@@ -128,9 +131,10 @@ END
 $$;
 
 -- procrastinate's fetch for up to max_count vehicles in one round trip, with the attempts of
--- their jobs started set-based: one UPDATE of the jobs (so the lifecycle trigger writes the
--- 'started' events once for the batch), one INSERT of attempt rows, one UPDATE of the
--- vehicles. Which vehicles it may take follows procrastinate_fetch_job_v2: todo and due, in
+-- their jobs started set-based: one UPDATE of the jobs, which also records each running
+-- attempt's worker, vehicle and start on its job (so the lifecycle trigger writes the 'started'
+-- events once for the batch; the attempt row is written when the attempt ends), and one UPDATE
+-- of the vehicles. Which vehicles it may take follows procrastinate_fetch_job_v2: todo and due, in
 -- the given queues, by priority then id, skipping rows other workers hold, and never a job
 -- whose procrastinate lock is taken by a running job or an earlier waiting one (so a batch
 -- holds at most one job per lock) -- unless several organizations have runnable jobs in the
@@ -185,16 +189,12 @@ BEGIN
         UPDATE jobqueue.job AS j
         SET status = 'running', attempt = j.attempt + 1,
             started_at = coalesce(j.started_at, now()), next_retry_at = NULL,
+            attempt_started_at = now(), attempt_worker_id = fetch_vehicles.worker_id,
+            attempt_vehicle_id = v_vehicles[array_position(v_jobs, j.id)], attempt_held_at = NULL,
             updated_at = now()
         WHERE j.id = ANY (v_jobs) AND j.status IN ('queued', 'retrying')
         RETURNING j.id, j.attempt, j.organization_id, j.job_type, j.timeout, j.params,
-                  j.checkpoint, v_vehicles[array_position(v_jobs, j.id)] AS vehicle_id
-    ), attempts AS (
-        INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type, worker_id,
-                                      procrastinate_job_id)
-        SELECT s.id, s.attempt, s.organization_id, s.job_type, fetch_vehicles.worker_id,
-               s.vehicle_id
-        FROM started AS s
+                  j.checkpoint, j.attempt_vehicle_id AS vehicle_id
     ), ride AS (
         -- Everything the bridge needs to run the handler, as the fetch trigger puts it too.
         SELECT s.vehicle_id, jsonb_build_object(
@@ -291,10 +291,14 @@ BEGIN
         RETURN NULL;
     END IF;
 
-    UPDATE jobqueue.attempt
-    SET outcome = p_outcome, finished_at = now(), error = left(p_error, 10000),
-        traceback = left(p_traceback, 100000)
-    WHERE job_id = p_job_id AND attempt = p_attempt;
+    -- The attempt's one row, from the facts its job carried while it ran.
+    INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type, worker_id,
+                                  procrastinate_job_id, started_at, held_at, finished_at,
+                                  outcome, error, traceback)
+    VALUES (v_job.id, v_job.attempt, v_job.organization_id, v_job.job_type,
+            v_job.attempt_worker_id, v_job.attempt_vehicle_id, v_job.attempt_started_at,
+            v_job.attempt_held_at, now(), p_outcome, left(p_error, 10000),
+            left(p_traceback, 100000));
 
     IF p_outcome = 'completed' THEN
         v_status := 'completed';
@@ -325,6 +329,8 @@ BEGIN
         -- as in finish_attempts
         job_hash = CASE WHEN v_status = 'completed' AND v_type.dedup_window IS NULL
                         THEN NULL ELSE job_hash END,
+        attempt_started_at = NULL, attempt_worker_id = NULL, attempt_vehicle_id = NULL,
+        attempt_held_at = NULL,
         updated_at = now()
     WHERE id = p_job_id;
     RETURN v_status;
@@ -404,7 +410,10 @@ BEGIN
     FOR UPDATE;
 
     -- Fenced-off outcomes first: their attempt is no longer the job's running one (or the
-    -- outcome repeats an earlier item of this batch). They are kept on the attempt row only.
+    -- outcome repeats an earlier item of this batch). They are kept on the attempt row only:
+    -- an ended attempt's here; a repeat of the attempt this batch ends, on the row the
+    -- statement below writes; a repeat of an attempt still running (the first item was
+    -- fenced off) has no row to land on and is dropped.
     UPDATE jobqueue.attempt AS a
     SET late_outcome = jsonb_strip_nulls(jsonb_build_object(
             'outcome', x.outcome, 'error', left(x.error, 10000), 'result', x.result,
@@ -420,7 +429,9 @@ BEGIN
     -- Then every accepted outcome in one statement, so the lifecycle trigger runs once for
     -- the batch: events, retries' vehicles and released dependents are written set-based.
     RETURN QUERY
-    WITH decided AS (
+    WITH items AS (
+        SELECT * FROM jobqueue._outcome_items(outcomes)
+    ), decided AS (
         SELECT x.job_id, x.attempt, x.outcome, x.result, x.error, x.traceback, x.ord,
                NOT x.repeated AND j.status IS NOT DISTINCT FROM 'running'
                    AND j.attempt IS NOT DISTINCT FROM x.attempt AS accepted,
@@ -431,17 +442,30 @@ BEGIN
                         AND j.attempt - j.retry_base <= j.max_retries THEN 'retrying'
                    ELSE 'dead'
                END::jobqueue.job_status AS next_status,
-               t.backoff_base, t.backoff_max, t.dedup_window
-        FROM jobqueue._outcome_items(outcomes) AS x
+               t.backoff_base, t.backoff_max, t.dedup_window,
+               j.organization_id, j.job_type, j.attempt_worker_id, j.attempt_vehicle_id,
+               j.attempt_started_at, j.attempt_held_at
+        FROM items AS x
         LEFT JOIN jobqueue.job AS j ON j.id = x.job_id
         LEFT JOIN jobqueue.job_type AS t ON t.name = j.job_type
     ), attempts AS (
-        UPDATE jobqueue.attempt AS a
-        SET outcome = d.outcome, finished_at = now(), error = left(d.error, 10000),
-            traceback = left(d.traceback, 100000)
+        -- Each ended attempt's one row, from the facts its job carried while it ran, with the
+        -- first repeat of its outcome in this batch as its late outcome.
+        INSERT INTO jobqueue.attempt (job_id, attempt, organization_id, job_type, worker_id,
+                                      procrastinate_job_id, started_at, held_at, finished_at,
+                                      outcome, error, traceback, late_outcome)
+        SELECT d.job_id, d.attempt, d.organization_id, d.job_type, d.attempt_worker_id,
+               d.attempt_vehicle_id, d.attempt_started_at, d.attempt_held_at, now(),
+               d.outcome, left(d.error, 10000), left(d.traceback, 100000),
+               (SELECT jsonb_strip_nulls(jsonb_build_object(
+                           'outcome', r.outcome, 'error', left(r.error, 10000),
+                           'result', r.result, 'reported_at', now()))
+                FROM items AS r
+                WHERE r.repeated AND r.job_id = d.job_id AND r.attempt = d.attempt
+                ORDER BY r.ord LIMIT 1)
         FROM decided AS d
-        WHERE d.accepted AND a.job_id = d.job_id AND a.attempt = d.attempt
-          AND a.job_id = ANY (v_batch)
+        WHERE d.accepted
+        ORDER BY d.job_id
     ), jobs AS (
         UPDATE jobqueue.job AS j
         SET status = d.next_status,
@@ -461,6 +485,9 @@ BEGIN
             -- is dropped, and the job stays out of job_completed_hash_idx.
             job_hash = CASE WHEN d.next_status = 'completed' AND d.dedup_window IS NULL
                             THEN NULL ELSE j.job_hash END,
+            -- the attempt is on its row now
+            attempt_started_at = NULL, attempt_worker_id = NULL, attempt_vehicle_id = NULL,
+            attempt_held_at = NULL,
             updated_at = now()
         FROM decided AS d
         WHERE d.accepted AND j.id = d.job_id
@@ -613,9 +640,15 @@ BEGIN
         RAISE EXCEPTION 'job_ids and attempts must be arrays of the same length (at most 10000)'
             USING ERRCODE = 'JQV03';
     END IF;
-    UPDATE jobqueue.attempt AS a SET held_at = now()
-    FROM unnest(job_ids, attempts) AS h (job_id, attempt)
-    WHERE a.job_id = h.job_id AND a.attempt = h.attempt AND a.outcome IS NULL;
+    -- A running attempt's facts are on its job. Locked in id order, as the batch functions do.
+    UPDATE jobqueue.job AS j SET attempt_held_at = now()
+    WHERE j.id IN (SELECT l.id FROM jobqueue.job AS l
+                   JOIN unnest(job_ids, attempts) AS h (job_id, attempt)
+                     ON l.id = h.job_id AND l.attempt = h.attempt
+                   WHERE l.status = 'running'
+                   ORDER BY l.id
+                   FOR UPDATE OF l)
+      AND j.status = 'running';
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
 END

@@ -5,7 +5,7 @@
 --                                                                        -- per worker start
 --            list_workers(actor)  -- live workers: heartbeat, host, pid, queues, concurrency,
 --                                    and the running jobs the actor may see
--- States:    reads running attempts.
+-- States:    reads running jobs (their running attempts' facts: worker.sql).
 -- Locks:     none beyond the upsert's row.
 -- Raises:    JQV03 bad argument.
 -- Events:    none.
@@ -62,21 +62,26 @@ DECLARE
     v_visible bigint[] := jobqueue._visible_organizations(list_workers.actor);
 BEGIN
     RETURN QUERY
+        WITH running AS (
+            -- Running attempts live on their jobs (worker.sql): one range of
+            -- job_org_status_id_idx per organization the actor may see.
+            SELECT j.attempt_worker_id AS worker_id,
+                   jsonb_agg(jsonb_build_object(
+                       'job_id', j.id, 'attempt', j.attempt, 'job_type', j.job_type,
+                       'organization', o.name, 'started_at', j.attempt_started_at,
+                       'progress', j.progress) ORDER BY j.attempt_started_at, j.id) AS jobs
+            FROM jobqueue.job AS j
+            JOIN jobqueue.organization AS o ON o.id = j.organization_id
+            WHERE j.organization_id = ANY (coalesce(v_visible,
+                                                    ARRAY(SELECT x.id FROM jobqueue.organization AS x)))
+              AND j.status = 'running'
+            GROUP BY j.attempt_worker_id
+        )
         SELECT w.id, w.last_heartbeat, i.host, i.pid, i.queues, i.concurrency, i.started_at,
                coalesce(r.jobs, '[]'::jsonb)
         FROM procrastinate_workers AS w
         LEFT JOIN jobqueue.worker_info AS i ON i.worker_id = w.id
-        LEFT JOIN LATERAL (
-            SELECT jsonb_agg(jsonb_build_object(
-                       'job_id', a.job_id, 'attempt', a.attempt, 'job_type', a.job_type,
-                       'organization', o.name, 'started_at', a.started_at,
-                       'progress', j.progress) ORDER BY a.started_at) AS jobs
-            FROM jobqueue.attempt AS a
-            JOIN jobqueue.job AS j ON j.id = a.job_id
-            JOIN jobqueue.organization AS o ON o.id = a.organization_id
-            WHERE a.worker_id = w.id AND a.outcome IS NULL
-              AND (v_visible IS NULL OR a.organization_id = ANY (v_visible))
-        ) AS r ON true
+        LEFT JOIN running AS r ON r.worker_id = w.id
         WHERE v_visible IS NULL OR r.jobs IS NOT NULL
         ORDER BY w.id;
 END

@@ -94,8 +94,8 @@ async def test_rescue_closes_attempts_of_silent_workers(
             (worker_id,),
         )
         conn.execute(
-            "UPDATE jobqueue.attempt SET started_at = now() - interval '1 minute'"
-            " WHERE job_id = %s",
+            "UPDATE jobqueue.job SET attempt_started_at = now() - interval '1 minute'"
+            " WHERE id = %s",
             (job.id,),
         )
     closed = await maintenance.rescue(pool, MaintenanceSettings(stale_after=timedelta(seconds=5)))
@@ -122,8 +122,8 @@ def _started_attempt(client: Client, dsn: str, *, heartbeat_age: str) -> tuple[i
             (heartbeat_age, worker_id),
         )
         conn.execute(
-            "UPDATE jobqueue.attempt SET started_at = now() - interval '1 minute'"
-            " WHERE job_id = %s",
+            "UPDATE jobqueue.job SET attempt_started_at = now() - interval '1 minute'"
+            " WHERE id = %s",
             (job.id,),
         )
     return job.id, worker_id
@@ -134,7 +134,8 @@ def _hold(dsn: str, job_id: int, age: str = "0 seconds") -> int:
     with db.connect(dsn, autocommit=True) as conn:
         held = conn.execute(call.sql, call.params).fetchone()
         conn.execute(
-            "UPDATE jobqueue.attempt SET held_at = held_at - %s::interval WHERE job_id = %s",
+            "UPDATE jobqueue.job SET attempt_held_at = attempt_held_at - %s::interval"
+            " WHERE id = %s",
             (age, job_id),
         )
     assert held is not None

@@ -28,10 +28,15 @@ def lifecycle_violations(conn: psycopg.Connection[Any], job_ids: list[int]) -> l
         )
     }
     attempts: dict[int, list[dict[str, Any]]] = {}
+    # Ended attempts have rows; a running one lives on its job row (attempt_started_at).
     for r in cur.execute(
-        "SELECT job_id, attempt, outcome::text AS outcome, finished_at FROM jobqueue.attempt"
-        " WHERE job_id = ANY(%s) ORDER BY job_id, attempt",
-        (job_ids,),
+        "SELECT job_id, attempt, outcome, finished_at FROM ("
+        " SELECT job_id, attempt, outcome::text AS outcome, finished_at FROM jobqueue.attempt"
+        " WHERE job_id = ANY(%s)"
+        " UNION ALL SELECT id, attempt, NULL, NULL FROM jobqueue.job"
+        " WHERE id = ANY(%s) AND attempt_started_at IS NOT NULL) AS a"
+        " ORDER BY job_id, attempt",
+        (job_ids, job_ids),
     ):
         attempts.setdefault(r["job_id"], []).append(r)
     events: dict[int, list[dict[str, Any]]] = {}

@@ -270,7 +270,7 @@ def test_a_worker_gone_with_a_handler_overstaying_has_the_attempt_rescued_after_
     wait_for(
         lambda: (
             owner.execute(
-                "SELECT held_at IS NOT NULL FROM jobqueue.attempt WHERE job_id = %s", (job_id,)
+                "SELECT attempt_held_at IS NOT NULL FROM jobqueue.job WHERE id = %s", (job_id,)
             ).fetchone()
             == (True,)
         ),

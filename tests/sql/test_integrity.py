@@ -119,9 +119,9 @@ def test_a_claim_returns_the_ride_but_stores_only_status_and_worker(
     assert stored == {"args": before["args"], "status": "doing", "worker_id": worker_id}
     # The fetch trigger did not start a second attempt on top of the claim's.
     attempts = conn.execute(
-        "SELECT attempt FROM jobqueue.attempt WHERE job_id = %s", (job.id,)
+        "SELECT attempt, outcome FROM jobqueue.job_attempts(%s)", (job.id,)
     ).fetchall()
-    assert [a["attempt"] for a in attempts] == [1]
+    assert attempts == [{"attempt": 1, "outcome": None}]
 
 
 def test_deleting_a_periodic_jobs_vehicle_unlinks_its_defer(

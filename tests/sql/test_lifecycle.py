@@ -247,7 +247,7 @@ def test_cancel_racing_start_has_one_consistent_outcome(setup: Client, dsn: str)
         with db.connect(dsn) as conn:
             conn.row_factory = dict_row  # type: ignore[assignment]
             attempts = conn.execute(
-                "SELECT count(*) AS n FROM jobqueue.attempt WHERE job_id = %s", (job_id,)
+                "SELECT count(*) AS n FROM jobqueue.job_attempts(%s)", (job_id,)
             ).fetchone()
             vehicles = conn.execute(
                 "SELECT status, args FROM procrastinate.procrastinate_jobs"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobqueue import errors
+from jobqueue import db, errors
 from jobqueue.client import Client
 from jobqueue.states import JobStatus
 from tests.factories import finish_job, make_job_type, make_org_with_member, run_job, start_job
@@ -161,3 +161,34 @@ def test_job_attempts_is_the_execution_log(setup: Client, dsn: str) -> None:
         setup.job_attempts(job.id, actor="bob")
     with pytest.raises(errors.JobNotFound):
         setup.job_attempts(10**12)
+
+
+def test_a_running_attempt_is_in_the_log_before_its_row_exists(setup: Client, dsn: str) -> None:
+    """A running attempt lives on its job row until it ends; the log shows it all the same,
+    and its one row, written at its end, keeps its worker and start."""
+    job = setup.submit_job("echo", {}, organization="acme", actor="alice")
+    start_job(dsn, job.id)
+
+    (running,) = setup.job_attempts(job.id, actor="alice")
+    assert (running.attempt, running.outcome, running.finished_at, running.duration_ms) == (
+        1,
+        None,
+        None,
+        None,
+    )
+    assert running.worker_id is not None and running.started_at is not None
+    assert running.organization == "acme" and running.job_type == "echo"
+    with db.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM jobqueue.attempt").fetchone() == (0,)
+
+    finish_job(dsn, job.id, 1, "completed")
+    (ended,) = setup.job_attempts(job.id, actor="alice")
+    assert ended.outcome == "completed" and ended.finished_at is not None
+    assert (ended.worker_id, ended.started_at) == (running.worker_id, running.started_at)
+    with db.connect(dsn) as conn:
+        left = conn.execute(
+            "SELECT attempt_worker_id, attempt_vehicle_id, attempt_started_at, attempt_held_at"
+            " FROM jobqueue.job WHERE id = %s",
+            (job.id,),
+        ).fetchone()
+    assert left == (None, None, None, None)
