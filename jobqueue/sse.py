@@ -1,6 +1,7 @@
 """The live event feed: one LISTEN connection per process, fanned out to SSE subscribers.
 
-Flow of one event. A state change writes a ``jobqueue.event`` row; its trigger sends
+Flow of one event. A state change writes its event, with an id of its own, into the
+``jobqueue.event_batch`` row of its statement and organization; the writer sends
 ``NOTIFY jobqueue_events`` with an empty payload at commit. The :class:`EventHub` task of this
 process holds the only LISTEN connection (autocommit). A notification only wakes it: any login
 that can connect may LISTEN and NOTIFY on any channel, so nothing is read from a payload. Woken,

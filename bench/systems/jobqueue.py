@@ -78,7 +78,11 @@ class JobqueueAdapter(Adapter):
     async def add_history(self, conn: psycopg.AsyncConnection, count: int) -> None:
         # A finished job keeps its row, one attempt row and its 'completed' event; its
         # procrastinate vehicle is gone. The events go in as a worker's finishes write them:
-        # one event_batch row per finished batch (of ten here, the bench's concurrency).
+        # one event_batch row per finished batch (of ten here, the bench's concurrency), or
+        # one row per event in a baseline from before migration 0013.
+        batched = await (
+            await conn.execute("SELECT to_regclass('jobqueue.event_batch') IS NOT NULL")
+        ).fetchone()
         await conn.execute(
             """
             WITH org AS (SELECT id FROM jobqueue.organization WHERE name = %(org)s),
@@ -97,14 +101,23 @@ class JobqueueAdapter(Adapter):
                 SELECT id, 1, organization_id, %(type)s, finished_at, finished_at, 'completed'
                 FROM jobs
             )
-            INSERT INTO jobqueue.event_batch (first_id, organization_id, created_at, job_ids,
-                                              types, data)
-            SELECT nextval('jobqueue.event_batch_seq') * 1024, organization_id,
-                   min(finished_at), array_agg(id ORDER BY id),
-                   array_agg('completed' ORDER BY id), array_agg(NULL::jsonb ORDER BY id)
-            FROM jobs
-            GROUP BY organization_id, id / 10
-            """,
+            """
+            + (
+                """
+                INSERT INTO jobqueue.event_batch (first_id, organization_id, created_at,
+                                                  job_ids, types, data)
+                SELECT nextval('jobqueue.event_batch_seq') * 1024, organization_id,
+                       min(finished_at), array_agg(id ORDER BY id),
+                       array_agg('completed'::text ORDER BY id), array_agg(NULL::jsonb ORDER BY id)
+                FROM jobs
+                GROUP BY organization_id, id / 10
+                """
+                if batched and batched[0]
+                else """
+                INSERT INTO jobqueue.event (organization_id, job_id, type, created_at)
+                SELECT organization_id, id, 'completed', finished_at FROM jobs
+                """
+            ),
             {"org": ORGANIZATION, "type": JOB_TYPE, "n": count},
         )
 
