@@ -262,16 +262,22 @@ BEGIN
             -- The candidates' vehicles, locked in claim order, and the round robin moved on
             -- for the flows they belong to: no count is kept without caps, so no statement
             -- but another claim's (which skips a row this one holds) locks these rows.
+            -- Each vehicle is looked up on its own (a LIMIT keeps the lookup from being
+            -- planned as a join): planned as a join while the statistics still described a
+            -- nearly empty queue, it walked every waiting vehicle, and a worker keeps its plan.
             WITH locked AS (
                 SELECT v.id, c.queue, c.org, c.ord
                 FROM unnest(v_jobs, v_queue, v_org) WITH ORDINALITY AS c (job_id, queue, org, ord)
-                JOIN procrastinate.procrastinate_jobs AS v
-                    ON v.queueing_lock = 'jobqueue:' || c.job_id AND v.status = 'todo'
-                WHERE (v.scheduled_at IS NULL OR v.scheduled_at <= now())
-                  AND v.id <> ALL (vehicle_ids)
+                CROSS JOIN LATERAL (
+                    SELECT v.id FROM procrastinate.procrastinate_jobs AS v
+                    WHERE v.queueing_lock = 'jobqueue:' || c.job_id AND v.status = 'todo'
+                      AND (v.scheduled_at IS NULL OR v.scheduled_at <= now())
+                      AND v.id <> ALL (vehicle_ids)
+                    LIMIT 1
+                    FOR UPDATE OF v SKIP LOCKED
+                ) AS v
                 ORDER BY c.ord
                 LIMIT v_left
-                FOR UPDATE OF v SKIP LOCKED
             ), served AS (
                 SELECT h.queue, h.org, h.share + count(*)::float8 / h.weight AS served
                 FROM locked AS l
@@ -343,15 +349,19 @@ BEGIN
         IF v_jobs IS NOT NULL THEN
             vehicle_ids := vehicle_ids || ARRAY(
                 SELECT x.id FROM (
+                    -- Each vehicle on its own, as above.
                     SELECT v.id, c.ord
                     FROM unnest(v_jobs) WITH ORDINALITY AS c (job_id, ord)
-                    JOIN procrastinate.procrastinate_jobs AS v
-                        ON v.queueing_lock = 'jobqueue:' || c.job_id AND v.status = 'todo'
-                    WHERE (v.scheduled_at IS NULL OR v.scheduled_at <= now())
-                      AND v.id <> ALL (vehicle_ids)
+                    CROSS JOIN LATERAL (
+                        SELECT v.id FROM procrastinate.procrastinate_jobs AS v
+                        WHERE v.queueing_lock = 'jobqueue:' || c.job_id AND v.status = 'todo'
+                          AND (v.scheduled_at IS NULL OR v.scheduled_at <= now())
+                          AND v.id <> ALL (vehicle_ids)
+                        LIMIT 1
+                        FOR UPDATE OF v SKIP LOCKED
+                    ) AS v
                     ORDER BY c.ord
                     LIMIT v_left
-                    FOR UPDATE OF v SKIP LOCKED
                 ) AS x ORDER BY x.ord);
             v_left := p_max_count - cardinality(vehicle_ids);
         END IF;

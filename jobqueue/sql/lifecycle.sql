@@ -104,12 +104,17 @@ SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
 AS $$
     -- A vehicle being claimed right now is skipped: the claim will find the job no
     -- longer runnable and the worker drops it (worker.sql).
+    -- Each vehicle is looked up on its own by its lock: as a join, a plan made on stale
+    -- statistics may walk every waiting vehicle.
     DELETE FROM procrastinate.procrastinate_jobs
     WHERE id IN (
-        SELECT id FROM procrastinate.procrastinate_jobs
-        WHERE queueing_lock = ANY (SELECT 'jobqueue:' || unnest(p_job_ids))
-          AND status = 'todo'
-        FOR UPDATE SKIP LOCKED
+        SELECT v.id FROM unnest(p_job_ids) AS j (id)
+        CROSS JOIN LATERAL (
+            SELECT v.id FROM procrastinate.procrastinate_jobs AS v
+            WHERE v.queueing_lock = 'jobqueue:' || j.id AND v.status = 'todo'
+            LIMIT 1
+            FOR UPDATE SKIP LOCKED
+        ) AS v
     )
 $$;
 
