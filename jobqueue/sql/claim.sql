@@ -8,6 +8,7 @@
 -- Internal:  _choose_vehicles(queues, n)        -- FIFO or fair; returns ids and the shares
 --            _fair_vehicles(queues, n, rules)   -- round robin across organizations, weighted,
 --                                                  within caps, pauses and start limits
+--            _lock_vehicles(job_ids, held, n)   -- the chosen jobs' vehicles, locked in order
 --            _record_service(shares, job_ids)   -- the round robin's memory, after the start
 --            _capacity_rules(queues), _scope_key(kind, name, id)
 --            _track_running(started, stopped)  -- from the lifecycle trigger
@@ -61,6 +62,31 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT pg_catalog.hashtextextended(
         'jobqueue.capacity' || E'\x1f' || p_kind || E'\x1f' || p_name || E'\x1f' || p_id::text, 0)
+$$;
+
+-- The vehicles of these jobs that a claim may take now, locked in the jobs' order (SKIP
+-- LOCKED), at most p_max of them, past the ones the claim holds already. Each is looked up on
+-- its own through procrastinate's lock index (the LIMIT keeps it from being planned as a
+-- join): as one join planned while the statistics still described a nearly empty queue, the
+-- lookup walked every waiting vehicle, and a worker keeps its plans for the session.
+CREATE OR REPLACE FUNCTION jobqueue._lock_vehicles(
+    p_job_ids bigint[], p_held bigint[], p_max integer
+) RETURNS TABLE (vehicle_id bigint, ord bigint)
+LANGUAGE sql VOLATILE
+SET search_path = jobqueue, procrastinate, pg_catalog, pg_temp
+AS $$
+    SELECT v.id, c.ord
+    FROM unnest(p_job_ids) WITH ORDINALITY AS c (job_id, ord)
+    CROSS JOIN LATERAL (
+        SELECT v.id FROM procrastinate.procrastinate_jobs AS v
+        WHERE v.queueing_lock = 'jobqueue:' || c.job_id AND v.status = 'todo'
+          AND (v.scheduled_at IS NULL OR v.scheduled_at <= now())
+          AND v.id <> ALL (p_held)
+        LIMIT 1
+        FOR UPDATE OF v SKIP LOCKED
+    ) AS v
+    ORDER BY c.ord
+    LIMIT p_max
 $$;
 
 -- The fair claim. Candidates come from the flows that may start a job (not paused, below
@@ -262,22 +288,11 @@ BEGIN
             -- The candidates' vehicles, locked in claim order, and the round robin moved on
             -- for the flows they belong to: no count is kept without caps, so no statement
             -- but another claim's (which skips a row this one holds) locks these rows.
-            -- Each vehicle is looked up on its own (a LIMIT keeps the lookup from being
-            -- planned as a join): planned as a join while the statistics still described a
-            -- nearly empty queue, it walked every waiting vehicle, and a worker keeps its plan.
             WITH locked AS (
-                SELECT v.id, c.queue, c.org, c.ord
-                FROM unnest(v_jobs, v_queue, v_org) WITH ORDINALITY AS c (job_id, queue, org, ord)
-                CROSS JOIN LATERAL (
-                    SELECT v.id FROM procrastinate.procrastinate_jobs AS v
-                    WHERE v.queueing_lock = 'jobqueue:' || c.job_id AND v.status = 'todo'
-                      AND (v.scheduled_at IS NULL OR v.scheduled_at <= now())
-                      AND v.id <> ALL (vehicle_ids)
-                    LIMIT 1
-                    FOR UPDATE OF v SKIP LOCKED
-                ) AS v
-                ORDER BY c.ord
-                LIMIT v_left
+                SELECT l.vehicle_id AS id, c.queue, c.org, l.ord
+                FROM jobqueue._lock_vehicles(v_jobs, vehicle_ids, v_left) AS l
+                JOIN unnest(v_queue, v_org) WITH ORDINALITY AS c (queue, org, ord)
+                    ON c.ord = l.ord
             ), served AS (
                 SELECT h.queue, h.org, h.share + count(*)::float8 / h.weight AS served
                 FROM locked AS l
@@ -348,21 +363,9 @@ BEGIN
 
         IF v_jobs IS NOT NULL THEN
             vehicle_ids := vehicle_ids || ARRAY(
-                SELECT x.id FROM (
-                    -- Each vehicle on its own, as above.
-                    SELECT v.id, c.ord
-                    FROM unnest(v_jobs) WITH ORDINALITY AS c (job_id, ord)
-                    CROSS JOIN LATERAL (
-                        SELECT v.id FROM procrastinate.procrastinate_jobs AS v
-                        WHERE v.queueing_lock = 'jobqueue:' || c.job_id AND v.status = 'todo'
-                          AND (v.scheduled_at IS NULL OR v.scheduled_at <= now())
-                          AND v.id <> ALL (vehicle_ids)
-                        LIMIT 1
-                        FOR UPDATE OF v SKIP LOCKED
-                    ) AS v
-                    ORDER BY c.ord
-                    LIMIT v_left
-                ) AS x ORDER BY x.ord);
+                SELECT l.vehicle_id
+                FROM jobqueue._lock_vehicles(v_jobs, vehicle_ids, v_left) AS l
+                ORDER BY l.ord);
             v_left := p_max_count - cardinality(vehicle_ids);
         END IF;
         -- Under caps, a short claim gets a second round; without, the FIFO walk below.
