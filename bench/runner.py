@@ -162,7 +162,7 @@ def present(payload: dict[str, Any], options: Options) -> None:
         {name: s["rounds"].get("drain", []) for name, s in payload["systems"].items()},
         labels,
         sizes.processes,
-        f"Drain throughput, no-op jobs ({title})",
+        f"Drain throughput, no-op jobs\n({title})",
         # The plot of a full run is kept in the repository; a quick run's is not.
         options.output / ("drain-quick.png" if options.quick else "drain.png"),
     )
@@ -174,7 +174,7 @@ def present(payload: dict[str, Any], options: Options) -> None:
     noisy = noisy_plot(
         {name: s["rounds"].get("noisy", []) for name, s in payload["systems"].items()},
         labels,
-        f"Noisy neighbour: {sizes_text} every {sizes.noisy_gap * 1000:.0f} ms ({title})",
+        f"Noisy neighbour: {sizes_text} every {sizes.noisy_gap * 1000:.0f} ms\n({title})",
         options.output / ("noisy-quick.png" if options.quick else "noisy.png"),
     )
     if noisy:
