@@ -8,9 +8,10 @@ go through more than a couple of thousand of its rows. Each call runs more than 
 PL/pgSQL's switch to a cached generic plan is covered too. Twice a plan regression was
 caught only by the bench; this catches it in the suite.
 
-The same cycle also runs on a backlog whose statistics were taken while the queue was empty,
-as a worker's session meets it before autovacuum catches up: the fair claim's plan once
-walked every waiting vehicle there, for each claim of the worker's session.
+The same cycle, submits and a small organization's list also run on a backlog whose
+statistics were taken while the queue was empty, as a worker's session meets it before
+autovacuum catches up: the fair claim's plan once walked every waiting vehicle there, for each
+claim of the worker's session.
 """
 
 from __future__ import annotations
@@ -303,4 +304,46 @@ def test_claims_and_finishes_keep_index_plans_on_stale_statistics(stale_dsn: str
             " WHERE o.name = 'globex'"
         ).fetchone()
     assert globex == {"started": True}
+    assert not heavy, "\n".join(heavy)
+
+
+def test_submits_keep_index_plans_on_stale_statistics(stale_dsn: str) -> None:
+    with db.connect(stale_dsn, autocommit=True) as conn:
+        conn.row_factory = dict_row  # type: ignore[assignment]
+        plans = PlanLog(conn)
+        for i in range(RUNS):
+            job = run(conn, calls.submit_job("echo", {"s": i}, organization="acme"))
+            assert job, "submit_job answered nothing"
+            jobs = run(
+                conn,
+                calls.submit_jobs(
+                    [
+                        {"job_type": "echo", "organization": "globex", "params": {"s": i, "b": b}}
+                        for b in range(50)
+                    ]
+                ),
+            )
+            assert len(jobs) == 50
+
+    assert plans.plans, "auto_explain reported no plans"
+    heavy = plans.heavy_reads()
+    assert not heavy, "\n".join(heavy)
+
+
+def test_a_small_organization_s_list_keeps_index_plans_on_stale_statistics(
+    stale_dsn: str,
+) -> None:
+    with db.connect(stale_dsn, autocommit=True) as conn:
+        conn.row_factory = dict_row  # type: ignore[assignment]
+        plans = PlanLog(conn)
+        for _ in range(RUNS):
+            for arguments in (
+                {"organization": "globex"},
+                {"organization": "globex", "status": "queued"},
+            ):
+                page = run(conn, calls.list_jobs(page_size=50, **arguments))
+                assert len(page) == 1
+
+    assert plans.plans, "auto_explain reported no plans"
+    heavy = plans.heavy_reads()
     assert not heavy, "\n".join(heavy)
