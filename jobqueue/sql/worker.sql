@@ -47,6 +47,7 @@ AS $$
 DECLARE
     v_job_id bigint := (NEW.args ->> 'job_id')::bigint;
     v_job jobqueue.job;
+    v_started_at timestamptz;
 BEGIN
     -- Never raise here: an error would fail procrastinate's fetch and stop the worker. A job
     -- that is no longer runnable (canceled meanwhile) gets attempt null, and the bridge drops it.
@@ -57,9 +58,13 @@ BEGIN
         RETURN NULL;
     END IF;
     -- The running attempt lives on the job row until it ends (its attempt row is written then).
+    -- Started when the job was seen runnable, not when the fetch's transaction began: a job
+    -- released by its dependency's end must not start before that end (see fetch_vehicles).
+    v_started_at := clock_timestamp();
     UPDATE jobqueue.job
-    SET status = 'running', attempt = attempt + 1, started_at = coalesce(started_at, now()),
-        next_retry_at = NULL, attempt_started_at = now(), attempt_worker_id = NEW.worker_id,
+    SET status = 'running', attempt = attempt + 1,
+        started_at = coalesce(started_at, v_started_at), next_retry_at = NULL,
+        attempt_started_at = v_started_at, attempt_worker_id = NEW.worker_id,
         attempt_vehicle_id = NEW.id, attempt_held_at = NULL, updated_at = now()
     WHERE id = v_job_id AND status IN ('queued', 'retrying')
     RETURNING * INTO v_job;
@@ -158,6 +163,7 @@ DECLARE
     v_vehicles bigint[];
     v_jobs bigint[];
     v_shares jsonb;
+    v_started_at timestamptz;
 BEGIN
     IF max_count IS NULL OR max_count NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'max_count must be between 1 and 1000, got %', quote_nullable(max_count)
@@ -184,12 +190,16 @@ BEGIN
     -- The UPDATE locks the jobs in id order, as finish_attempts and the bulk actions do, with
     -- no lock statement (and WAL record) of its own: "id = ANY" on the primary key is an index
     -- scan, which visits the array's ids in key order (seq and bitmap scans are off here).
+    -- The clock after the jobs were chosen, not now() (the transaction's start): a job that
+    -- its dependency's end released was chosen after that end committed, and its start must
+    -- not come before the dependency's finished_at (that end's now()).
+    v_started_at := clock_timestamp();
     RETURN QUERY
     WITH started AS (
         UPDATE jobqueue.job AS j
         SET status = 'running', attempt = j.attempt + 1,
-            started_at = coalesce(j.started_at, now()), next_retry_at = NULL,
-            attempt_started_at = now(), attempt_worker_id = fetch_vehicles.worker_id,
+            started_at = coalesce(j.started_at, v_started_at), next_retry_at = NULL,
+            attempt_started_at = v_started_at, attempt_worker_id = fetch_vehicles.worker_id,
             attempt_vehicle_id = v_vehicles[array_position(v_jobs, j.id)], attempt_held_at = NULL,
             updated_at = now()
         WHERE j.id = ANY (v_jobs) AND j.status IN ('queued', 'retrying')

@@ -306,6 +306,50 @@ def test_the_ride_says_where_the_handler_runs(setup: Client, conn: psycopg.Conne
     assert (vehicle["args"]["job_id"], vehicle["args"]["execution"]) == (fetched, "process")
 
 
+def test_a_job_its_dependency_released_during_a_claim_starts_after_that_end(
+    setup: Client, dsn: str, conn: psycopg.Connection[Any]
+) -> None:
+    """A claim whose transaction began before a dependency ended, and that chose the job the
+    end released, records the job's start after that end (not at its transaction's start)."""
+    first = setup.submit_job("echo", {"first": True}, organization="acme").id
+    filler = setup.submit_job("echo", {"filler": True}, organization="acme").id
+    then = setup.submit_job("echo", {"then": True}, organization="acme", depends_on=[first]).id
+    # A cap makes the claim take its scope's lock after it has seen acme's runnable jobs; the
+    # test holds that lock, so the claim waits there while the dependency ends.
+    setup.set_queue_limits("default", organization_concurrency=10)
+    worker = register_worker(conn)
+    assert [v["args"]["job_id"] for v in claim(conn, worker, 1)] == [first]
+    claimed: list[int] = []
+    with db.connect(dsn) as blocker:
+        blocker.execute(
+            "SELECT pg_advisory_xact_lock(jobqueue._scope_key('queue_org', 'default', o.id))"
+            " FROM jobqueue.organization AS o WHERE o.name = 'acme'"
+        )
+
+        def claim_behind_the_lock() -> None:
+            with db.connect(dsn, autocommit=True) as other:
+                other.row_factory = dict_row  # type: ignore[assignment]
+                claimed.extend(v["args"]["job_id"] for v in claim(other, worker, 5))
+
+        claimer = threading.Thread(target=claim_behind_the_lock)
+        claimer.start()
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while not conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"
+            " AS waiting"
+        ).fetchone()["waiting"]:  # type: ignore[index]
+            assert datetime.now(UTC) < deadline, "the claim never waited for the scope's lock"
+        ended = finish(conn, [{"job_id": first, "attempt": 1, "outcome": "completed"}])
+        assert [r["accepted"] for r in ended] == [True]
+        blocker.commit()
+    claimer.join(30)
+
+    assert sorted(claimed) == sorted([filler, then])
+    ended, started = setup.get_job(first).finished_at, setup.get_job(then).started_at
+    assert ended is not None and started is not None
+    assert ended <= started
+
+
 def test_finish_and_fetch_records_outcomes_then_claims_in_one_transaction(
     setup: Client, conn: psycopg.Connection[Any]
 ) -> None:
