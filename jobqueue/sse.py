@@ -31,7 +31,8 @@ that cannot set it), the subscription is registered with the hub *first*, then t
 events are read with ``events_since`` and sent, ``sse_replay_max`` at most per request (the
 response then ends, and the client resumes from the last id it got); live events with an id at
 or below the last one sent are dropped, so nothing is lost between the replay and the live feed
-and nothing is sent twice.
+and nothing is sent twice. A live event whose id is below one already sent on the stream (it
+committed later) goes out without ``id:``, so the client's Last-Event-ID never moves back.
 
 Limits. ``sse_max_streams`` open feeds per process and ``sse_max_per_user`` per user; over
 either, ``429`` (``Throttled``). Each queue holds at most ``sse_buffer`` events; when it is full
@@ -351,9 +352,14 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     }
 
 
-def message(event: dict[str, Any]) -> dict[str, Any]:
-    """The SSE message of one event (sse-starlette frames it)."""
-    return {"id": str(event["id"]), "event": event["type"], "data": json.dumps(event)}
+def message(event: dict[str, Any], *, with_id: bool = True) -> dict[str, Any]:
+    """The SSE message of one event (sse-starlette frames it); without ``id:``, the client's
+    Last-Event-ID stays what it was."""
+    return {
+        "id": str(event["id"]) if with_id else None,
+        "event": event["type"],
+        "data": json.dumps(event),
+    }
 
 
 def _seconds_left(expires_at: datetime | None) -> float | None:
@@ -380,6 +386,10 @@ async def stream_events(
         # Live events are dropped if the replay already sent them, or if they are at or below
         # the client's own cursor; a lower id that commits after the replay read still goes out.
         replayed: set[int] = set()
+        # The highest id sent. An event that commits after a higher one went out carries no
+        # id: the client's Last-Event-ID only moves forward, and a reconnect does not send
+        # again what followed it (the late event's id is in its data all the same).
+        cursor = last_event_id
         if last_event_id is not None:
             replayed_until = last_event_id
             while True:
@@ -392,7 +402,7 @@ async def stream_events(
                     max_rows=page,
                 )
                 for event in missed:
-                    replayed_until = event.id
+                    replayed_until = cursor = event.id
                     replayed.add(event.id)
                     yield message(event_to_dict(event))
                 if len(replayed) >= replay_max:
@@ -413,7 +423,10 @@ async def stream_events(
                 continue
             if last_event_id is not None and live["id"] <= last_event_id:
                 continue
-            yield message(live)
+            late = cursor is not None and live["id"] < cursor
+            if not late:
+                cursor = live["id"]
+            yield message(live, with_id=not late)
     finally:
         hub.remove(subscription)
 

@@ -49,7 +49,8 @@ class Feed:
         while True:
             message = await self.next_message()
             if "data" in message:
-                event = {**json.loads(message["data"]), "sse_id": message["id"]}
+                # An event that commits after a higher id went out comes without an id.
+                event = {**json.loads(message["data"]), "sse_id": message.get("id")}
                 assert event["type"] == message["event"]
                 self.events.append(event)
                 return event
@@ -78,6 +79,8 @@ def connections(dsn: str) -> int:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            # Not autovacuum's workers, which come and go in any database.
+            " AND backend_type = 'client backend'"
         ).fetchone()
     assert row is not None
     return int(row[0])

@@ -156,7 +156,9 @@ async def test_events_committed_out_of_id_order_are_each_published_once(
     dsn: str, client: Client, world: dict[str, Any]
 ) -> None:
     """A transaction takes its event id and stays open while a later one commits; then it
-    commits too. The feed gets both, once each, whichever id is lower."""
+    commits too. The feed gets both, once each, whichever id is lower; the late one comes
+    without an SSE id, so the client's Last-Event-ID stays the highest it got and a reconnect
+    sends nothing again."""
     with running_server(settings_for(dsn)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as http:
             async with contextlib.AsyncExitStack() as stack:
@@ -174,10 +176,17 @@ async def test_events_committed_out_of_id_order_are_each_published_once(
                     slow.commit()
                 late = await asyncio.wait_for(feed.next_event(), DEADLINE)
                 assert late["job"] == early.id and late["id"] < seen[0]["id"]
-                # Nothing twice: the next event is a new one.
-                after = client.submit_job("echo", {"n": "after"}, organization="org-a")
-                following = await asyncio.wait_for(feed.next_event(), DEADLINE)
-                assert following["job"] == after.id
+                assert [e["sse_id"] for e in seen] == [str(e["id"]) for e in seen]
+                assert late["sse_id"] is None
+                # A browser's Last-Event-ID: the id of the last message that had one.
+                last_event_id = [e["sse_id"] for e in feed.events if e["sse_id"]][-1]
+                assert last_event_id == str(seen[-1]["id"])
+            # A reconnect from it sends nothing again: the next event is a new one.
+            async with contextlib.AsyncExitStack() as stack:
+                feed = await open_feed(http, stack, world["alice"], last_event_id=last_event_id)
+                newer = client.submit_job("echo", {"n": "newer"}, organization="org-a")
+                resumed = await asyncio.wait_for(feed.next_event(), DEADLINE)
+                assert (resumed["job"], resumed["sse_id"]) == (newer.id, str(resumed["id"]))
 
 
 def test_the_feed_read_returns_every_row_once_under_interleaved_commits(
