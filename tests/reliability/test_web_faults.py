@@ -4,6 +4,7 @@ and the SSE feed, resumed with ``Last-Event-ID``, misses no state change.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -106,9 +107,12 @@ class FeedReader(threading.Thread):
                         for line in resp.iter_lines():
                             if self.stop.is_set():
                                 return
+                            # Last-Event-ID from the id lines, as a browser keeps it; the
+                            # events from the data (one that committed late has no id line).
                             if line.startswith("id:"):
                                 last = int(line[3:].strip())
-                                self.ids.append(last)
+                            elif line.startswith("data:"):
+                                self.ids.append(int(json.loads(line[5:])["id"]))
                 except (httpx.HTTPError, httpx.StreamError, OSError, ValueError):
                     time.sleep(0.3)
 
