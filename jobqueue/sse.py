@@ -386,23 +386,22 @@ async def stream_events(
         # Live events are dropped if the replay already sent them, or if they are at or below
         # the client's own cursor; a lower id that commits after the replay read still goes out.
         replayed: set[int] = set()
-        # The highest id sent. An event that commits after a higher one went out carries no
-        # id: the client's Last-Event-ID only moves forward, and a reconnect does not send
-        # again what followed it (the late event's id is in its data all the same).
+        # The highest id sent, where the replay reads on from. An event that commits after a
+        # higher one went out carries no id: the client's Last-Event-ID only moves forward, and
+        # a reconnect does not send again what followed it (its id is in its data all the same).
         cursor = last_event_id
-        if last_event_id is not None:
-            replayed_until = last_event_id
+        if cursor is not None:
             while True:
                 page = min(REPLAY_PAGE, replay_max - len(replayed))
                 missed = await client.events_since(
                     actor=subscription.actor,
-                    after_id=replayed_until,
+                    after_id=cursor,
                     organization=organization,
                     job_id=subscription.job_id,
                     max_rows=page,
                 )
                 for event in missed:
-                    replayed_until = cursor = event.id
+                    cursor = event.id
                     replayed.add(event.id)
                     yield message(event_to_dict(event))
                 if len(replayed) >= replay_max:
