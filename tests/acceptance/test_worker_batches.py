@@ -170,13 +170,14 @@ def test_a_job_submitted_while_a_claim_is_in_flight_is_not_left_for_the_poll(
     wait_for(lambda: client.get_job(first.id).status == "completed", what="the worker to start")
     rng = random.Random(3)
     # Pairs: the second job lands while the claim woken by the first is likely in flight,
-    # and nothing comes after it to wake the worker again before the poll.
+    # and nothing comes after it to wake the worker again before the poll: the next pair is
+    # sent only once both have finished, so a second job whose wake-up was lost waits out the
+    # poll (a second) and fails the bound below.
     for i in range(10):
         client.submit_job(quick, {"n": i, "of": "pair"}, organization=org)
         time.sleep(rng.uniform(0, 0.004))
         client.submit_job(quick, {"n": i}, organization=org)
-        time.sleep(1.1)
-    wait_for(lambda: unfinished(db) == 0, timeout=60, what="the jobs to finish")
+        wait_for(lambda: unfinished(db) == 0, interval=0.01, what=f"pair {i} to finish")
     # The first job waited for the worker to start (over a second on a busy machine); the
     # pairs are what is measured.
     (slowest,) = db.execute(
