@@ -232,14 +232,40 @@ def events_since(
     organization: str | None = None,
     job_id: int | None = None,
     max_rows: int = 1000,
+    until_id: int | None = None,
+    transactions: Sequence[int] | None = None,
+    transactions_after: Sequence[int] | None = None,
 ) -> Call[list[models.Event]]:
-    """Events after an id, oldest first, of the organizations the actor may see."""
+    """Events after an id, oldest first, of the organizations the actor may see; up to
+    ``until_id``, and only those ``transactions[i]`` wrote after ``transactions_after[i]``,
+    when given."""
     return Call(
         "SELECT * FROM jobqueue.events_since(actor => %(actor)s,"
         " after_id => %(after_id)s::bigint, organization => %(organization)s,"
-        " job_id => %(job_id)s::bigint, max_rows => %(max_rows)s::integer)",
-        locals(),
+        " job_id => %(job_id)s::bigint, max_rows => %(max_rows)s::integer,"
+        " until_id => %(until_id)s::bigint, transactions => %(transactions)s::bigint[],"
+        " transactions_after => %(transactions_after)s::bigint[])",
+        {
+            "actor": actor,
+            "after_id": after_id,
+            "organization": organization,
+            "job_id": job_id,
+            "max_rows": max_rows,
+            "until_id": until_id,
+            "transactions": None if transactions is None else list(transactions),
+            "transactions_after": None if transactions_after is None else list(transactions_after),
+        },
         _many(models.Event),
+    )
+
+
+def transactions_in_progress() -> Call[list[int]]:
+    """The ids of the transactions the current snapshot cannot see yet (in a REPEATABLE READ
+    transaction, the transaction's snapshot): the event feed's resume reads them."""
+    return Call(
+        "SELECT jobqueue.transactions_in_progress() AS xacts",
+        {},
+        lambda rows: [int(x) for x in rows[0]["xacts"]],
     )
 
 

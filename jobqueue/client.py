@@ -12,7 +12,8 @@ only if the caller's transaction commits::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
@@ -95,6 +96,7 @@ class Client:
     job_attempts = _sync(calls.job_attempts)
     metrics = _sync(calls.metrics)
     events_since = _sync(calls.events_since)
+    transactions_in_progress = _sync(calls.transactions_in_progress)
     create_organization = _sync(calls.create_organization)
     list_organizations = _sync(calls.list_organizations)
     create_user = _sync(calls.create_user)
@@ -171,6 +173,17 @@ class AsyncClient:
                     rows = await cur.fetchall()
             return call.shape(rows)
 
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncClient]:
+        """A client whose calls all read one snapshot of the database: a read-only
+        REPEATABLE READ transaction on one of the pool's connections, for the block."""
+        if self._pool is None:
+            raise ValueError("a snapshot needs a client over a pool")
+        with db.translated():
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield AsyncClient(connection=conn)
+
     async def close(self) -> None:
         if self._owns_pool and self._pool is not None:
             await self._pool.close()
@@ -193,6 +206,7 @@ class AsyncClient:
     job_attempts = _async(calls.job_attempts)
     metrics = _async(calls.metrics)
     events_since = _async(calls.events_since)
+    transactions_in_progress = _async(calls.transactions_in_progress)
     create_organization = _async(calls.create_organization)
     list_organizations = _async(calls.list_organizations)
     create_user = _async(calls.create_user)

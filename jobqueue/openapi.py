@@ -9,11 +9,11 @@ from starlette.responses import JSONResponse, Response
 
 from jobqueue import openapi_schedules
 from jobqueue.openapi_schemas import (
-    BIGINT_MAX,
     JOB_ID,
     NAME,
     PRIORITY,
     QUEUE,
+    RESUME_CURSOR,
     SCHEMAS,
     STATUSES,
     TIMESTAMP,
@@ -448,7 +448,10 @@ PATHS: dict[str, Any] = {
         "get": _operation(
             "Live events (Server-Sent Events); replays after Last-Event-ID first",
             {
-                "description": "An event stream; each message's id is the event's id.",
+                "description": (
+                    "An event stream; each message's id is the client's resume cursor (the"
+                    " event's own id is in its data)."
+                ),
                 "content": {"text/event-stream": {"schema": {"type": "string"}}},
             },
             parameters=[
@@ -456,14 +459,15 @@ PATHS: dict[str, Any] = {
                 _query("organization", NAME, "Only this organization's events."),
                 _query(
                     "last_event_id",
-                    {"type": "integer", "minimum": 0, "maximum": BIGINT_MAX},
-                    "Replay after this id (the Last-Event-ID header wins).",
+                    RESUME_CURSOR,
+                    "Resume from this cursor, or after this event id (the Last-Event-ID header"
+                    " wins).",
                 ),
                 {
                     "name": "Last-Event-ID",
                     "in": "header",
                     "required": False,
-                    "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                    "schema": RESUME_CURSOR,
                 },
             ],
             errors=("400", "403", "404"),

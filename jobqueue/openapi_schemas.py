@@ -8,6 +8,13 @@ BIGINT_MAX = 2**63 - 1
 JOB_ID = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 TIMESTAMP = {"type": "string", "format": "date-time"}
 NAME = {"type": "string", "minLength": 1}
+# The live feed's resume cursor (feed_cursor.py): an event id, then groups of
+# ".LOW:TRANSACTION:TRANSACTION..." (or one bare ".LOW").
+RESUME_CURSOR = {
+    "type": "string",
+    "pattern": r"^[0-9]{1,19}(\.[0-9]{1,19}(:[0-9]{1,19})*)*$",
+    "maxLength": 4096,
+}
 # The bounds below are the CHECK constraints of jobqueue.job_type and jobqueue.job
 # (migrations/0001, 0003), so a value the document allows is one the engine takes.
 PRIORITY = {"type": "integer", "minimum": -1000, "maximum": 1000}

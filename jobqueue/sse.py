@@ -9,7 +9,8 @@ the hub reads the committed rows it has not published yet with ``jobqueue.event_
 same connection, and puts each into the bounded queue of every :class:`Subscription` whose
 organizations include the event's. A subscriber's generator (:func:`stream_events`, run by
 sse-starlette's ``EventSourceResponse``) reads its queue and yields one message per event:
-``id:`` the event row id, ``event:`` its type, ``data:`` the JSON.
+``id:`` the client's resume cursor after it (:mod:`jobqueue.feed_cursor`), ``event:`` its
+type, ``data:`` the JSON, which carries the event's own ``id``.
 
 Exactly once, in commit order or not. Event ids are taken at insert and become visible at
 commit, so a lower id can appear after a higher one has been read. The hub keeps the highest
@@ -27,12 +28,15 @@ longer authenticates, or whose caller now sees fewer organizations, ends at once
 reconnects, or is refused); a feed ends at its credential's expiry too.
 
 Resuming. With ``Last-Event-ID`` (header, or ``last_event_id`` query parameter for clients
-that cannot set it), the subscription is registered with the hub *first*, then the missed
-events are read with ``events_since`` and sent, ``sse_replay_max`` at most per request (the
-response then ends, and the client resumes from the last id it got); live events with an id at
-or below the last one sent are dropped, so nothing is lost between the replay and the live feed
-and nothing is sent twice. A live event whose id is below one already sent on the stream (it
-committed later) goes out without ``id:``, so the client's Last-Event-ID never moves back.
+that cannot set it), the subscription is registered with the hub *first*; then, in one snapshot,
+the events the cursor names as pending (written at or below its id by transactions that were
+in progress when it was sent) and the events after its id are read and sent, ``sse_replay_max``
+at most after the id per request (the response then ends, and the client resumes from the last
+cursor it got). A live event the client has (by the cursor, or sent by the replay) is dropped,
+so nothing is lost between the replay and the live feed and nothing is sent twice. Each
+message's cursor names the transactions in progress at the hub's read that brought it (at the
+replay's snapshot, for a replayed one); its id part never moves back, also when a lower id
+commits after a higher one went out.
 
 Limits. ``sse_max_streams`` open feeds per process and ``sse_max_per_user`` per user; over
 either, ``429`` (``Throttled``). Each queue holds at most ``sse_buffer`` events; when it is full
@@ -47,6 +51,7 @@ LISTEN connection.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -67,6 +72,7 @@ from jobqueue import calls, db, errors
 from jobqueue.api import BIGINT_MAX, decimal, query_filter
 from jobqueue.auth import identify, request_token
 from jobqueue.client import AsyncClient
+from jobqueue.feed_cursor import Cursor, Pending
 from jobqueue.models import Event
 from jobqueue.settings import Settings
 
@@ -77,8 +83,8 @@ APPLICATION_NAME = "jobqueue-web-events"
 REPLAY_PAGE = 1000
 FEED_PAGE = 1000
 # Transactions in progress when the hub starts may hold ids below its starting point; their
-# events are looked for this far below it.
-STARTUP_MARGIN = 1000
+# events are looked for this far below it: a thousand event rows (each takes 1,024 ids).
+STARTUP_MARGIN = 1000 * 1024
 # Reads on a quiet connection: a watched transaction that ends without writing an event
 # sends no notification, and a dead connection shows up here.
 IDLE_READ_SECONDS = 5.0
@@ -89,6 +95,17 @@ MIN_CHECK_GAP = 0.1
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """The events of one hub read that a subscriber may see, in the order read (the late ones,
+    then the new ones, each run in id order), each with the transaction that wrote it; and the
+    transactions in progress at that read, each with an id below all of its events."""
+
+    events: list[tuple[dict[str, Any], int | None]]
+    watching: Pending = field(default_factory=dict)
+    complete: bool = True  # False: the read was one page, more events follow at once
+
+
 @dataclass(eq=False)
 class Subscription:
     """One SSE client: what it may see, what it asked for, and its bounded buffer."""
@@ -97,7 +114,9 @@ class Subscription:
     org_ids: frozenset[int] | None  # None: every organization (an admin)
     job_id: int | None
     org_id: int | None
-    queue: asyncio.Queue[dict[str, Any] | None]
+    queue: asyncio.Queue[Batch | None]
+    buffer: int = 1000  # events held at most; past it, the feed ends and the client resumes
+    held: int = 0
     token: str = ""  # the credential it was opened with, re-checked by the hub
     expires_at: datetime | None = None
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -111,21 +130,30 @@ class Subscription:
             return False
         return self.job_id is None or event.get("job") == self.job_id
 
-    def offer(self, event: dict[str, Any]) -> None:
-        if self.overflowed.is_set() or self.ended.is_set() or not self.wants(event):
+    def offer(self, batch: Batch) -> None:
+        if self.overflowed.is_set() or self.ended.is_set():
             return
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
+        mine = [(event, xact) for event, xact in batch.events if self.wants(event)]
+        if not mine:
+            return
+        if self.held + len(mine) > self.buffer:
             self.overflowed.set()
+            self.queue.put_nowait(None)  # wakes the generator
+            return
+        self.held += len(mine)
+        self.queue.put_nowait(Batch(mine, batch.watching, batch.complete))
+
+    async def next_batch(self, timeout: float | None) -> Batch | None:
+        """The next batch (None: the feed ends), or TimeoutError."""
+        batch = await asyncio.wait_for(self.queue.get(), timeout)
+        if batch is not None:
+            self.held -= len(batch.events)
+        return batch
 
     def end(self) -> None:
         """End the feed: its caller's credential or access changed."""
         self.ended.set()
-        try:
-            self.queue.put_nowait(None)  # wakes the generator
-        except asyncio.QueueFull:
-            self.overflowed.set()
+        self.queue.put_nowait(None)  # wakes the generator
 
 
 def narrower(old: frozenset[int] | None, new: frozenset[int] | None) -> bool:
@@ -188,10 +216,17 @@ class EventHub:
     def remove(self, subscription: Subscription) -> None:
         self._subscribers.discard(subscription)
 
-    def publish(self, event: dict[str, Any]) -> None:
-        """Deliver one event (a row read from the table) to every subscriber that may see it."""
+    def publish(self, batch: Batch) -> None:
+        """Deliver one read's events (rows read from the table) to every subscriber, each
+        getting those it may see."""
         for subscription in list(self._subscribers):
-            subscription.offer(event)
+            subscription.offer(batch)
+
+    def horizon(self) -> tuple[int, dict[int, int]]:
+        """The highest id read, and the transactions in progress at the last read, each with
+        an id below all of its events: a transaction not among them started after that read,
+        so all of its events lie above that id."""
+        return self._after or 0, dict(self._watching)
 
     async def start(self) -> None:
         self._tasks = [
@@ -290,9 +325,11 @@ class EventHub:
             low = max(0, after - STARTUP_MARGIN) if first else after
             for xid in running:
                 self._watching.setdefault(xid, low)
-            for event in events[:late] + new:
-                self.publish(event)
-            if len(new) < FEED_PAGE and not late_full:
+            published = [(e, e.pop("xact", None)) for e in events[:late] + new]
+            complete = len(new) < FEED_PAGE and not late_full
+            if published:
+                self.publish(Batch(published, dict(self._watching), complete))
+            if complete:
                 return
 
     async def _check_access(self) -> None:
@@ -352,14 +389,10 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     }
 
 
-def message(event: dict[str, Any], *, with_id: bool = True) -> dict[str, Any]:
-    """The SSE message of one event (sse-starlette frames it); without ``id:``, the client's
-    Last-Event-ID stays what it was."""
-    return {
-        "id": str(event["id"]) if with_id else None,
-        "event": event["type"],
-        "data": json.dumps(event),
-    }
+def message(event: dict[str, Any], cursor: Cursor) -> dict[str, Any]:
+    """The SSE message of one event (sse-starlette frames it), with the client's resume
+    cursor as its id."""
+    return {"id": str(cursor), "event": event["type"], "data": json.dumps(event)}
 
 
 def _seconds_left(expires_at: datetime | None) -> float | None:
@@ -373,61 +406,157 @@ async def stream_events(
     client: AsyncClient,
     subscription: Subscription,
     *,
-    last_event_id: int | None,
+    resume: Cursor | None,
     organization: str | None,
     replay_max: int = 10_000,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Replay from ``last_event_id`` (if any), then the live feed, until the client leaves,
-    its buffer overflows, or its access ends."""
+    """Replay from the ``resume`` cursor (if any), then the live feed, until the client
+    leaves, its buffer overflows, or its access ends. Each message's id is the cursor after
+    it (:mod:`jobqueue.feed_cursor`)."""
     hub.add(subscription)  # admitted by the handler already; a no-op then
+    # What the hub knew at registration: a transaction running at the replay's snapshot was
+    # either in progress at the hub's last read or started after it.
+    hub_after, hub_watching = hub.horizon()
     try:
         # Tells the client (and tests) that no later event can be missed from here on.
         yield {"comment": "subscribed"}
-        # Live events are dropped if the replay already sent them, or if they are at or below
-        # the client's own cursor; a lower id that commits after the replay read still goes out.
         replayed: set[int] = set()
-        # The highest id sent, where the replay reads on from. An event that commits after a
-        # higher one went out carries no id: the client's Last-Event-ID only moves forward, and
-        # a reconnect does not send again what followed it (its id is in its data all the same).
-        cursor = last_event_id
-        if cursor is not None:
-            while True:
-                page = min(REPLAY_PAGE, replay_max - len(replayed))
-                missed = await client.events_since(
-                    actor=subscription.actor,
-                    after_id=cursor,
-                    organization=organization,
-                    job_id=subscription.job_id,
-                    max_rows=page,
-                )
-                for event in missed:
-                    cursor = event.id
-                    replayed.add(event.id)
-                    yield message(event_to_dict(event))
-                if len(replayed) >= replay_max:
-                    return  # the client resumes from the last id it got
-                if len(missed) < page:
-                    break
+        last = resume.last if resume is not None else 0
+        pending: Pending = {}
+        complete = True  # whether the previous batch ended its hub read
+        if resume is not None:
+            replay = await _replay(client, subscription, resume, organization, replay_max)
+            pending = {
+                xact: _lowest(hub_watching.get(xact, hub_after), resume, xact)
+                for xact in replay.running
+            }
+            for event in replay.late:
+                replayed.add(event.id)
+                yield message(event_to_dict(event), replay.cursor_after_late(event.id))
+            for event in replay.new:
+                replayed.add(event.id)
+                last = event.id
+                yield message(event_to_dict(event), Cursor.at(last, pending))
+            if replay.cut:
+                return  # the client resumes from the last cursor it got
         while not subscription.overflowed.is_set() and not subscription.ended.is_set():
             try:
-                live = await asyncio.wait_for(
-                    subscription.queue.get(), _seconds_left(subscription.expires_at)
-                )
+                batch = await subscription.next_batch(_seconds_left(subscription.expires_at))
             except TimeoutError:
                 return  # its credential expired
-            if live is None:
+            if batch is None:
                 return
-            # A check may have narrowed visibility after the event was queued.
-            if live["id"] in replayed or not subscription.wants(live):
-                continue
-            if last_event_id is not None and live["id"] <= last_event_id:
-                continue
-            late = cursor is not None and live["id"] < cursor
-            if not late:
-                cursor = live["id"]
-            yield message(live, with_id=not late)
+            # A check may have narrowed visibility after the batch was queued.
+            due = [
+                (event, xact)
+                for event, xact in batch.events
+                if event["id"] not in replayed
+                and subscription.wants(event)
+                and not (resume is not None and resume.has(event["id"], xact))
+            ]
+            # Pending while this batch goes out: the transactions running at its read, and
+            # those whose events in it are not sent yet (from below the first of them). A
+            # transaction pending before that is in neither has ended, and every event of it
+            # that this client lacked came in an earlier batch (or, after a batch that was one
+            # page of a longer read, may come in this one or the next: kept until then).
+            carried = pending if not complete else {}
+            pending = {x: min(low, pending.get(x, low)) for x, low in batch.watching.items()}
+            pending = {**carried, **pending}
+            for event, xact in reversed(due):
+                if xact is not None:
+                    pending[xact] = min(event["id"] - 1, pending.get(xact, event["id"]))
+            to_send = collections.Counter(xact for _, xact in due)
+            complete = batch.complete
+            for event, xact in due:
+                to_send[xact] -= 1
+                if xact is not None and xact not in batch.watching:
+                    if to_send[xact] or not complete:
+                        pending[xact] = event["id"]  # its later events are above
+                    else:
+                        pending.pop(xact, None)
+                last = max(event["id"], last)
+                yield message(event, Cursor.at(last, pending))
     finally:
         hub.remove(subscription)
+
+
+def _lowest(low: int, resume: Cursor, xact: int) -> int:
+    """``low``, or lower where the resume cursor still waits for ``xact``'s events."""
+    if resume.every_above is not None:
+        return min(low, resume.every_above)
+    return min(low, resume.pending.get(xact, low))
+
+
+@dataclass
+class Replay:
+    """What a resume sends before the live feed, read in one snapshot."""
+
+    resume: Cursor
+    late: list[Event]  # at or below the cursor's id, of the transactions it names
+    new: list[Event]  # after the cursor's id
+    running: list[int]  # the transactions in progress in that snapshot
+    cut: bool  # replay_max reached: the response ends after the replay
+
+    def cursor_after_late(self, event_id: int) -> Cursor:
+        """The cursor once the late events up to ``event_id`` are sent: the named
+        transactions that had finished have nothing left at or below it."""
+        if self.resume.every_above is not None:
+            return self.resume  # which transactions they were is not known: all again
+        running = set(self.running)
+        return Cursor.at(
+            self.resume.last,
+            {
+                xact: low if xact in running else max(low, event_id)
+                for xact, low in self.resume.pending.items()
+            },
+        )
+
+
+async def _replay(
+    client: AsyncClient,
+    subscription: Subscription,
+    resume: Cursor,
+    organization: str | None,
+    replay_max: int,
+) -> Replay:
+    """The events a client at ``resume`` has not got: those its cursor names as pending
+    (all of them, however many), then the ones after it (``replay_max`` at most)."""
+
+    async def pages(view: AsyncClient, after: int, limit: int | None, **scope: Any) -> list[Event]:
+        events: list[Event] = []
+        while limit is None or len(events) < limit:
+            size = REPLAY_PAGE if limit is None else min(REPLAY_PAGE, limit - len(events))
+            page = await view.events_since(
+                actor=subscription.actor,
+                after_id=after,
+                organization=organization,
+                job_id=subscription.job_id,
+                max_rows=size,
+                **scope,
+            )
+            events.extend(page)
+            if len(page) < size:
+                break
+            after = page[-1].id
+        return events
+
+    late: list[Event] = []
+    async with client.snapshot() as view:
+        if resume.every_above is not None:
+            late = await pages(view, resume.every_above, None, until_id=resume.last)
+        elif resume.pending:
+            xacts = sorted(resume.pending)
+            late = await pages(
+                view,
+                min(resume.pending.values()),
+                None,
+                until_id=resume.last,
+                transactions=xacts,
+                transactions_after=[resume.pending[x] for x in xacts],
+            )
+        new = await pages(view, resume.last, replay_max)
+        running = await view.transactions_in_progress()
+    return Replay(resume, late, new, running, len(new) >= replay_max)
 
 
 class FeedResponse(EventSourceResponse):
@@ -453,9 +582,7 @@ async def events(request: Request) -> Response:
     hub: EventHub = request.state.hub
     query = request.query_params
     job_id = _optional_id(query.get("job_id"), "job_id")
-    last_event_id = _optional_id(
-        request.headers.get("last-event-id") or query.get("last_event_id"), "Last-Event-ID", 0
-    )
+    resume = _resume_cursor(request)
     organization = query_filter(request, "organization")
     if job_id is not None:
         # A job the caller may not see is a 404 here too, exactly as on every job endpoint.
@@ -478,7 +605,8 @@ async def events(request: Request) -> Response:
         org_ids=org_ids,
         job_id=job_id,
         org_id=org_id,
-        queue=asyncio.Queue(maxsize=settings.sse_buffer),
+        queue=asyncio.Queue(),
+        buffer=settings.sse_buffer,
         token=token,
         expires_at=credentials[0].expires_at if credentials else None,
     )
@@ -488,7 +616,7 @@ async def events(request: Request) -> Response:
             hub,
             client,
             subscription,
-            last_event_id=last_event_id,
+            resume=resume,
             organization=organization,
             replay_max=settings.sse_replay_max,
         ),
@@ -496,6 +624,16 @@ async def events(request: Request) -> Response:
         ping=settings.sse_ping_seconds,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _resume_cursor(request: Request) -> Cursor | None:
+    """Where the client resumes: the Last-Event-ID header, or the last_event_id query
+    parameter for clients that cannot set it."""
+    header = request.headers.get("last-event-id")
+    if header:
+        return Cursor.parse(header, "Last-Event-ID")
+    raw = request.query_params.get("last_event_id")
+    return Cursor.parse(raw, "last_event_id") if raw else None
 
 
 def _optional_id(raw: str | None, name: str, low: int = 1) -> int | None:

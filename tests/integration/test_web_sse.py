@@ -49,8 +49,7 @@ class Feed:
         while True:
             message = await self.next_message()
             if "data" in message:
-                # An event that commits after a higher id went out comes without an id.
-                event = {**json.loads(message["data"]), "sse_id": message.get("id")}
+                event = {**json.loads(message["data"]), "sse_id": message["id"]}
                 assert event["type"] == message["event"]
                 self.events.append(event)
                 return event
@@ -101,7 +100,7 @@ async def test_subscribers_get_only_their_organizations_events(
                 event = await asyncio.wait_for(alice.next_event(), DEADLINE)
                 # org-b's event was committed first; had it leaked, it would come first.
                 assert (event["org"], event["job"]) == ("org-a", mine)
-                assert event["sse_id"] == str(event["id"])
+                assert event["sse_id"].split(".")[0] == str(event["id"])
                 theirs = await asyncio.wait_for(bob.next_event(), DEADLINE)
                 assert (theirs["org"], theirs["job"]) == ("org-b", foreign)
                 # A job filter narrows further.
@@ -197,7 +196,7 @@ async def test_feed_survives_the_listen_connection_dropping(
 
 async def test_a_full_buffer_disconnects_only_that_subscriber(dsn: str, world: World) -> None:
     from jobqueue.client import AsyncClient
-    from jobqueue.sse import EventHub, Subscription, stream_events
+    from jobqueue.sse import Batch, EventHub, Subscription, stream_events
 
     def subscription(size: int) -> Subscription:
         return Subscription(
@@ -205,22 +204,26 @@ async def test_a_full_buffer_disconnects_only_that_subscriber(dsn: str, world: W
             org_ids=frozenset({1}),
             job_id=None,
             org_id=None,
-            queue=asyncio.Queue(maxsize=size),
+            queue=asyncio.Queue(),
+            buffer=size,
         )
+
+    def event(n: int, org_id: int) -> tuple[dict[str, Any], int]:
+        return {"id": n, "org_id": org_id, "org": f"org-{org_id}", "job": n, "type": "t"}, n
 
     async with await AsyncClient.connect(dsn, min_size=1, max_size=1) as aclient:
         hub = EventHub(dsn, aclient)
         slow, fast = subscription(3), subscription(100)
-        slow_stream = stream_events(hub, aclient, slow, last_event_id=None, organization=None)
+        slow_stream = stream_events(hub, aclient, slow, resume=None, organization=None)
         assert await anext(slow_stream) == {"comment": "subscribed"}
         hub.add(fast)
-        for n in range(1, 6):
-            hub.publish({"id": n, "org_id": 1, "org": "org-a", "job": n, "type": "job.queued"})
-        hub.publish({"id": 6, "org_id": 2, "org": "org-b", "job": 6, "type": "job.queued"})
+        hub.publish(Batch([event(n, 1) for n in (1, 2)]))
+        hub.publish(Batch([event(n, 1) for n in (3, 4, 5)] + [event(6, 2)]))
         assert slow.overflowed.is_set() and not fast.overflowed.is_set()
-        assert [fast.queue.get_nowait()["id"] for _ in range(5)] == [1, 2, 3, 4, 5]
+        got = [fast.queue.get_nowait() for _ in range(2)]
+        assert [[e["id"] for e, _ in b.events] for b in got if b] == [[1, 2], [3, 4, 5]]
         assert fast.queue.empty()  # org-b's event never reached an org-a subscriber
-        # The overflowed stream ends (the client resumes by id) and leaves the hub.
+        # The overflowed stream ends (the client resumes by cursor) and leaves the hub.
         assert [m async for m in slow_stream] == []
         hub.remove(fast)
         assert hub.subscriber_count == 0

@@ -10,7 +10,8 @@ database may listen on, and send anything on, any channel. So:
   and the web process reads the events from the table, so a forged event, a forged huge id or a
   payload without fields reaches no subscriber and ends no feed;
 - the web process still publishes every committed event exactly once when transactions commit
-  in another order than they took their event ids.
+  in another order than they took their event ids, and a client resuming from the cursor it
+  kept misses none of them.
 """
 
 from __future__ import annotations
@@ -152,13 +153,17 @@ async def test_forged_events_reach_no_subscriber_and_end_no_feed(
                 assert (event["job"], event["type"]) == (later.id, "submitted")
 
 
+def cursor_id(sse_id: str) -> int:
+    """The event id part of a resume cursor."""
+    return int(sse_id.split(".")[0])
+
+
 async def test_events_committed_out_of_id_order_are_each_published_once(
     dsn: str, client: Client, world: dict[str, Any]
 ) -> None:
     """A transaction takes its event id and stays open while a later one commits; then it
-    commits too. The feed gets both, once each, whichever id is lower; the late one comes
-    without an SSE id, so the client's Last-Event-ID stays the highest it got and a reconnect
-    sends nothing again."""
+    commits too. The feed gets both, once each, whichever id is lower; the late one's cursor
+    does not move back, and a reconnect from the last cursor sends nothing again."""
     with running_server(settings_for(dsn)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as http:
             async with contextlib.AsyncExitStack() as stack:
@@ -176,17 +181,58 @@ async def test_events_committed_out_of_id_order_are_each_published_once(
                     slow.commit()
                 late = await asyncio.wait_for(feed.next_event(), DEADLINE)
                 assert late["job"] == early.id and late["id"] < seen[0]["id"]
-                assert [e["sse_id"] for e in seen] == [str(e["id"]) for e in seen]
-                assert late["sse_id"] is None
-                # A browser's Last-Event-ID: the id of the last message that had one.
-                last_event_id = [e["sse_id"] for e in feed.events if e["sse_id"]][-1]
-                assert last_event_id == str(seen[-1]["id"])
-            # A reconnect from it sends nothing again: the next event is a new one.
+                assert [cursor_id(e["sse_id"]) for e in seen] == [e["id"] for e in seen]
+                assert cursor_id(late["sse_id"]) == seen[-1]["id"]
+            # A reconnect from the last cursor sends nothing again: the next event is a new one.
             async with contextlib.AsyncExitStack() as stack:
-                feed = await open_feed(http, stack, world["alice"], last_event_id=last_event_id)
+                feed = await open_feed(http, stack, world["alice"], last_event_id=late["sse_id"])
                 newer = client.submit_job("echo", {"n": "newer"}, organization="org-a")
                 resumed = await asyncio.wait_for(feed.next_event(), DEADLINE)
-                assert (resumed["job"], resumed["sse_id"]) == (newer.id, str(resumed["id"]))
+                assert resumed["job"] == newer.id
+                assert cursor_id(resumed["sse_id"]) == resumed["id"]
+
+
+async def test_a_lower_id_committed_while_the_client_was_away_comes_on_resume(
+    dsn: str, client: Client, world: dict[str, Any]
+) -> None:
+    """The client sees higher ids and leaves; a transaction holding a lower id commits while
+    it is away. Resuming from the cursor it kept, it gets that event, then new ones, each once.
+    (A resume by the plain id alone would skip it: the cursor names the open transaction.)"""
+    with running_server(settings_for(dsn)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as http:
+            with jobqueue_db.connect(dsn) as slow:
+                async with contextlib.AsyncExitStack() as stack:
+                    feed: Feed = await open_feed(http, stack, world["alice"])
+                    early = Client(connection=slow).submit_job(
+                        "echo", {"n": "early"}, organization="org-a"
+                    )
+                    quick = [
+                        client.submit_job("echo", {"n": n}, organization="org-a").id
+                        for n in range(3)
+                    ]
+                    seen = [await asyncio.wait_for(feed.next_event(), DEADLINE) for _ in quick]
+                    assert [e["job"] for e in seen] == quick
+                kept = seen[-1]["sse_id"]
+                assert cursor_id(kept) == seen[-1]["id"] and kept != str(seen[-1]["id"])
+                slow.commit()
+            async with contextlib.AsyncExitStack() as stack:
+                feed = await open_feed(http, stack, world["alice"], last_event_id=kept)
+                newer = client.submit_job("echo", {"n": "newer"}, organization="org-a")
+                got = [await asyncio.wait_for(feed.next_event(), DEADLINE) for _ in range(2)]
+                assert [e["job"] for e in got] == [early.id, newer.id]
+                assert got[0]["id"] < seen[0]["id"]
+                # The late event's cursor keeps the id part it resumed from.
+                assert cursor_id(got[0]["sse_id"]) == seen[-1]["id"]
+                assert cursor_id(got[1]["sse_id"]) == got[1]["id"]
+            # From a plain id (a client that keeps ids from the data) the lower one is skipped,
+            # as "after this id" says: nothing older than that id comes again.
+            async with contextlib.AsyncExitStack() as stack:
+                feed = await open_feed(
+                    http, stack, world["alice"], last_event_id=str(seen[-1]["id"])
+                )
+                latest = client.submit_job("echo", {"n": "latest"}, organization="org-a")
+                after = [await asyncio.wait_for(feed.next_event(), DEADLINE) for _ in range(2)]
+                assert [e["job"] for e in after] == [newer.id, latest.id]
 
 
 def test_the_feed_read_returns_every_row_once_under_interleaved_commits(

@@ -266,6 +266,7 @@ NO_ORGANIZATION_DATA = {
     "can_access",
     "latest_event_id",
     "migration_status",
+    "transactions_in_progress",
     # Credentials: what a secret's own holder may know about it.
     "create_session",
     "end_session",

@@ -76,7 +76,7 @@ class WebProcess:
 
 
 class FeedReader(threading.Thread):
-    """Follows /api/events, reconnecting with the last id it saw, as a browser does."""
+    """Follows /api/events, reconnecting with the last cursor it got, as a browser does."""
 
     def __init__(self, base: str, token: str):
         super().__init__(daemon=True)
@@ -93,10 +93,10 @@ class FeedReader(threading.Thread):
             response.close()
 
     def run(self) -> None:
-        last = 0
+        last = "0"
         with httpx.Client(timeout=httpx.Timeout(10.0, read=40.0)) as http:
             while not self.stop.is_set():
-                headers = {"Authorization": f"Bearer {self.token}", "Last-Event-ID": str(last)}
+                headers = {"Authorization": f"Bearer {self.token}", "Last-Event-ID": last}
                 try:
                     with http.stream("GET", f"{self.base}/api/events", headers=headers) as resp:
                         if resp.status_code != 200:
@@ -107,10 +107,10 @@ class FeedReader(threading.Thread):
                         for line in resp.iter_lines():
                             if self.stop.is_set():
                                 return
-                            # Last-Event-ID from the id lines, as a browser keeps it; the
-                            # events from the data (one that committed late has no id line).
+                            # Last-Event-ID from the id lines (a resume cursor), as a browser
+                            # keeps it; the events' own ids from the data.
                             if line.startswith("id:"):
-                                last = int(line[3:].strip())
+                                last = line[3:].strip()
                             elif line.startswith("data:"):
                                 self.ids.append(int(json.loads(line[5:])["id"]))
                 except (httpx.HTTPError, httpx.StreamError, OSError, ValueError):
