@@ -29,8 +29,8 @@ from starlette.responses import Response
 from jobqueue import calls, errors, prom_capacity
 from jobqueue.auth import identify
 from jobqueue.client import AsyncClient
+from jobqueue.event_hub import EventHub
 from jobqueue.settings import Settings
-from jobqueue.sse import EventHub
 
 LABELS = ["organization", "job_type", "queue"]
 LIVE_STATUSES = ("waiting", "queued", "running", "retrying")

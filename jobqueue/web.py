@@ -34,6 +34,7 @@ from jobqueue import (
     auth,
     dashboard,
     errors,
+    event_hub,
     openapi,
     prom,
     serving,
@@ -55,7 +56,7 @@ class State(TypedDict):
 
     settings: Settings
     client: AsyncClient
-    hub: sse.EventHub
+    hub: event_hub.EventHub
     throttle: FailureThrottle
 
 
@@ -171,7 +172,7 @@ def create_app(settings: Settings) -> Starlette:
         client = await AsyncClient.connect(
             settings.dsn, min_size=settings.pool_size, max_size=settings.pool_size
         )
-        hub = sse.EventHub(
+        hub = event_hub.EventHub(
             settings.dsn,
             client,
             backoff_max=settings.listen_backoff_max_seconds,

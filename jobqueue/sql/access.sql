@@ -239,7 +239,7 @@ BEGIN
         RAISE EXCEPTION 'user "%" is not a member of "%"', remove_member.user_id,
             remove_member.organization USING ERRCODE = 'JQN03';
     END IF;
-    -- Open event feeds of that user re-check what they may see (sse.py).
+    -- Open event feeds of that user re-check what they may see (event_hub.py).
     PERFORM pg_notify('jobqueue_access', '');
     RETURN QUERY SELECT remove_member.user_id, remove_member.organization, v_role::text, false;
 END

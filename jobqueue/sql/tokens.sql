@@ -19,7 +19,7 @@
 -- Raises:    JQA01 bad, revoked or expired credential, JQA02 forbidden, JQN03 user,
 --            JQN04 token not found, JQV03 bad argument.
 -- Events:    none. NOTIFY jobqueue_access (empty payload) when a credential is revoked or a
---            session ends, so open event feeds re-check their caller at once (sse.py).
+--            session ends, so open event feeds re-check their caller at once (event_hub.py).
 
 -- The credential a secret stands for, if it authenticates now; NULL otherwise. Its
 -- expires_at is the earlier of its own and, for a session, its token's.

@@ -170,7 +170,7 @@ async def test_feed_survives_the_listen_connection_dropping(
 ) -> None:
     import contextlib
 
-    from jobqueue.sse import APPLICATION_NAME
+    from jobqueue.event_hub import APPLICATION_NAME
 
     with running_server(settings_for(dsn, listen_backoff_max_seconds=0.5)) as url:
         async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as http:
@@ -196,7 +196,8 @@ async def test_feed_survives_the_listen_connection_dropping(
 
 async def test_a_full_buffer_disconnects_only_that_subscriber(dsn: str, world: World) -> None:
     from jobqueue.client import AsyncClient
-    from jobqueue.sse import Batch, EventHub, Subscription, stream_events
+    from jobqueue.event_hub import Batch, EventHub, Subscription
+    from jobqueue.sse import stream_events
 
     def subscription(size: int) -> Subscription:
         return Subscription(
