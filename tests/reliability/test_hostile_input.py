@@ -16,6 +16,7 @@ import pytest
 from jobqueue import db as jobqueue_db
 from jobqueue import errors
 from jobqueue.client import Client
+from tests.conftest import fresh_database
 from tests.factories import make_job_type, make_org_with_member
 from tests.reliability.conftest import row_counts, table_fingerprints
 from tests.reliability.corpus import (
@@ -30,8 +31,7 @@ from tests.reliability.corpus import (
 )
 
 
-@pytest.fixture
-def setup(client: Client) -> Client:
+def seed(client: Client) -> Client:
     make_job_type(client, "echo")
     make_org_with_member(client, "acme", "alice")
     make_org_with_member(client, "other", "bob")
@@ -40,8 +40,36 @@ def setup(client: Client) -> Client:
 
 
 @pytest.fixture
+def setup(client: Client) -> Client:
+    return seed(client)
+
+
+@pytest.fixture
 def owner(dsn: str) -> Iterator[psycopg.Connection[Any]]:
     with jobqueue_db.connect(dsn, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def refusing_dsn(server_dsn: str, template_name: str) -> Iterator[str]:
+    """One seeded database for all the refused cases of this module. Each case compares every
+    table before and after its call, so it fails itself if it writes anything; the cases
+    after it then find the tables as the seed left them, as in a database of their own."""
+    with fresh_database(server_dsn, template_name) as url:
+        with Client(url) as client:
+            seed(client)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def refusing(refusing_dsn: str) -> Iterator[Client]:
+    with Client(refusing_dsn) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def refusing_owner(refusing_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with jobqueue_db.connect(refusing_dsn, autocommit=True) as conn:
         yield conn
 
 
@@ -198,16 +226,16 @@ CASES: dict[str, Case] = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_python_client_refuses_with_the_documented_error(
-    name: str, setup: Client, owner: psycopg.Connection[Any]
+    name: str, refusing: Client, refusing_owner: psycopg.Connection[Any]
 ) -> None:
     call, expected = CASES[name]
-    before = table_fingerprints(owner)
+    before = table_fingerprints(refusing_owner)
     with pytest.raises(expected) as caught:
-        call(setup)
+        call(refusing)
     assert type(caught.value).sqlstate == expected.sqlstate
-    assert table_fingerprints(owner) == before
+    assert table_fingerprints(refusing_owner) == before
     # The pool's connection is still usable after the refusal.
-    assert setup.get_job(1).status == "queued"
+    assert refusing.get_job(1).status == "queued"
 
 
 # Raw SQL as the client role, values sent as text the way any driver could send them.
@@ -266,15 +294,15 @@ SQL_CASES: dict[str, tuple[str, tuple[Any, ...], type[errors.JobqueueError]]] = 
 
 @pytest.mark.parametrize("name", sorted(SQL_CASES))
 def test_sql_api_refuses_with_the_documented_error(
-    name: str, setup: Client, dsn: str, owner: psycopg.Connection[Any]
+    name: str, refusing_dsn: str, refusing_owner: psycopg.Connection[Any]
 ) -> None:
     sql, params, expected = SQL_CASES[name]
-    before = row_counts(owner), table_fingerprints(owner)
-    with jobqueue_db.connect(dsn, autocommit=True) as conn:
+    before = row_counts(refusing_owner), table_fingerprints(refusing_owner)
+    with jobqueue_db.connect(refusing_dsn, autocommit=True) as conn:
         conn.execute("SET ROLE jobqueue_client")
         with pytest.raises(expected), jobqueue_db.translated():
             conn.execute(sql, params)
-    assert (row_counts(owner), table_fingerprints(owner)) == before
+    assert (row_counts(refusing_owner), table_fingerprints(refusing_owner)) == before
 
 
 def test_a_batch_with_one_hostile_item_writes_nothing(
