@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,11 +90,102 @@ def fresh_database(server_dsn: str, template_name: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class DatabaseSupply:
+    """Copies of the template made ahead of need, and dropped after use, in a thread.
+
+    A copy takes a tenth of a second or more; made while the previous test runs, it is ready
+    when the next test asks. Each copy is still used by one test only, and dropped after it.
+    """
+
+    def __init__(self, server_dsn: str, template_name: str, ahead: int = 2):
+        self.server_dsn = server_dsn
+        self.template_name = template_name
+        self.ahead = ahead
+        self._ready: deque[str] = deque()
+        self._to_drop: deque[str] = deque()
+        self._error: BaseException | None = None
+        self._closing = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="database-supply", daemon=True)
+        self._thread.start()
+
+    def take(self) -> str:
+        """The DSN of a new database of the caller's own."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._ready or self._error is not None)
+            if self._error is not None:
+                raise RuntimeError("could not copy or drop a test database") from self._error
+            name = self._ready.popleft()
+            self._changed.notify_all()
+        return database_dsn(self.server_dsn, name)
+
+    def give_back(self, dsn: str) -> None:
+        """Drop the database of ``dsn`` (soon, in the thread)."""
+        with self._changed:
+            self._to_drop.append(str(conninfo_to_dict(dsn)["dbname"]))
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Drop every database made or given back, then stop the thread."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise RuntimeError("could not copy or drop a test database") from self._error
+
+    def _next(self) -> tuple[str, str] | None:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (
+                    self._closing
+                    or self._to_drop
+                    or (len(self._ready) < self.ahead and self._error is None)
+                )
+            )
+            if self._to_drop:
+                return "drop", self._to_drop.popleft()
+            if self._closing:
+                if self._ready:
+                    return "drop", self._ready.popleft()
+                return None
+            return "create", f"jobqueue_test_{uuid.uuid4().hex[:12]}"
+
+    def _run(self) -> None:
+        while (work := self._next()) is not None:
+            verb, name = work
+            try:
+                with psycopg.connect(self.server_dsn, autocommit=True) as conn:
+                    if verb == "drop":
+                        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    else:
+                        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template_name}"')
+            except BaseException as exc:  # reported by take() and close()
+                with self._changed:
+                    self._error = exc
+                    self._changed.notify_all()
+                continue
+            if verb == "create":
+                with self._changed:
+                    self._ready.append(name)
+                    self._changed.notify_all()
+
+
+@pytest.fixture(scope="session")
+def databases(server_dsn: str, template_name: str) -> Iterator[DatabaseSupply]:
+    supply = DatabaseSupply(server_dsn, template_name)
+    yield supply
+    supply.close()
+
+
 @pytest.fixture
-def dsn(server_dsn: str, template_name: str) -> Iterator[str]:
+def dsn(databases: DatabaseSupply) -> Iterator[str]:
     """A fresh, migrated database of this test's own, dropped afterwards."""
-    with fresh_database(server_dsn, template_name) as url:
+    url = databases.take()
+    try:
         yield url
+    finally:
+        databases.give_back(url)
 
 
 @pytest.fixture
