@@ -3,6 +3,7 @@ changes nothing; a re-registration updates the type in place."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from jobqueue import errors
 from jobqueue.client import Client
+from tests.conftest import fresh_database
 
 BAD_DEFINITIONS: dict[str, dict[str, Any]] = {
     "rate limit without period": {"rate_limit": 5},
@@ -39,8 +41,26 @@ BAD_DEFINITIONS: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def refusing_dsn(server_dsn: str, template_name: str) -> Iterator[str]:
+    """One database for the refused definitions: each case registers its type first and checks
+    that only that type, as registered, is there after the refusal, so it fails itself if it
+    changes anything, and the cases after it find the same table."""
+    with fresh_database(server_dsn, template_name) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def refusing(refusing_dsn: str) -> Iterator[Client]:
+    with Client(refusing_dsn) as client:
+        yield client
+
+
 @pytest.mark.parametrize("case", sorted(BAD_DEFINITIONS))
-def test_bad_definition_is_refused_and_changes_nothing(client: Client, dsn: str, case: str) -> None:
+def test_bad_definition_is_refused_and_changes_nothing(
+    refusing: Client, refusing_dsn: str, case: str
+) -> None:
+    client, dsn = refusing, refusing_dsn
     client.register_job_type("t", "jobqueue.tasks.demo:echo", max_retries=2)
     args: dict[str, Any] = {"name": "t", "handler": "jobqueue.tasks.demo:echo"}
     args |= BAD_DEFINITIONS[case]

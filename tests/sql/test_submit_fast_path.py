@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from jobqueue import db, errors
 from jobqueue.client import Client
+from tests.conftest import fresh_database
 from tests.factories import make_job_type, make_org_with_member, run_job
 
 COUNTS = """
@@ -44,13 +46,28 @@ def error_of(dsn: str, sql: str, *params: Any) -> tuple[str | None, str | None]:
     return info.value.sqlstate, info.value.diag.message_primary
 
 
-@pytest.fixture
-def setup(client: Client) -> Client:
+def prepare(client: Client) -> Client:
     client.create_organization("acme")
     make_job_type(client)
     make_job_type(client, "off", enabled=False)
     make_org_with_member(client, "globex", "mallory")
     return client
+
+
+@pytest.fixture
+def setup(client: Client) -> Client:
+    return prepare(client)
+
+
+@pytest.fixture(scope="module")
+def refusing_dsn(server_dsn: str, template_name: str) -> Iterator[str]:
+    """One prepared database for the refused submissions of this module. Each case counts the
+    rows before and after, so it fails itself if it writes anything; the cases after it then
+    find the tables as prepared, as in a database of their own."""
+    with fresh_database(server_dsn, template_name) as url:
+        with Client(url) as client:
+            prepare(client)
+        yield url
 
 
 def good(**kw: Any) -> dict[str, Any]:
@@ -90,7 +107,8 @@ BAD_BATCHES: dict[str, tuple[Any, str | None]] = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_BATCHES))
-def test_a_bad_batch_gets_the_element_by_element_error(setup: Client, dsn: str, case: str) -> None:
+def test_a_bad_batch_gets_the_element_by_element_error(refusing_dsn: str, case: str) -> None:
+    dsn = refusing_dsn
     batch, actor = BAD_BATCHES[case]
     jobs = None if batch is None else Jsonb(batch)
     expected = error_of(
@@ -152,7 +170,8 @@ AS_BATCH = """SELECT * FROM jobqueue.submit_jobs(jsonb_build_array(
 
 
 @pytest.mark.parametrize("case", sorted(SINGLE_BAD))
-def test_submit_job_errors_are_the_batch_errors(setup: Client, dsn: str, case: str) -> None:
+def test_submit_job_errors_are_the_batch_errors(refusing_dsn: str, case: str) -> None:
+    dsn = refusing_dsn
     args = {
         "job_type": "echo",
         "params": Jsonb({}),
