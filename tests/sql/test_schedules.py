@@ -17,6 +17,7 @@ from cronsim import CronSim, CronSimError
 from jobqueue import db, errors
 from jobqueue.client import Client
 from jobqueue.tasks import schedules
+from tests.conftest import fresh_database
 from tests.factories import make_job_type, make_org_with_member, run_job
 
 
@@ -26,12 +27,39 @@ def owner(dsn: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-@pytest.fixture
-def acme(client: Client) -> str:
+def prepare(client: Client) -> str:
     make_job_type(client)
     make_org_with_member(client, "acme", "alice")
     make_org_with_member(client, "globex", "bob")
     return "acme"
+
+
+@pytest.fixture
+def acme(client: Client) -> str:
+    return prepare(client)
+
+
+@pytest.fixture(scope="module")
+def refusing_dsn(server_dsn: str, template_name: str) -> Iterator[str]:
+    """One prepared database for the refused schedules of this module. Each case checks that
+    no schedule (and no event) is there after its refusal, so it fails itself if it writes
+    one; the cases after it find the tables as prepared, as in a database of their own."""
+    with fresh_database(server_dsn, template_name) as url:
+        with Client(url) as client:
+            prepare(client)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def refusing(refusing_dsn: str) -> Iterator[Client]:
+    with Client(refusing_dsn) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def refusing_owner(refusing_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with db.connect(refusing_dsn, autocommit=True) as conn:
+        yield conn
 
 
 def tick_pass(dsn: str) -> int:
@@ -115,9 +143,10 @@ def test_create_list_update_enable_delete(client: Client, acme: str, owner: Any)
     ],
 )
 def test_a_bad_expression_or_zone_from_psql_is_refused_and_writes_nothing(
-    client: Client, acme: str, owner: Any, dsn: str, cron: str, timezone: str, error: type
+    refusing_dsn: str, refusing_owner: Any, cron: str, timezone: str, error: type
 ) -> None:
     """A plain psql session: the database itself refuses, with the documented SQLSTATE."""
+    dsn, owner = refusing_dsn, refusing_owner
     with psycopg.connect(dsn, autocommit=True) as psql:
         with pytest.raises(psycopg.Error) as info:
             psql.execute(
@@ -152,14 +181,12 @@ def _nested(depth: int) -> dict[str, Any]:
         ({"params": ["not", "an", "object"]}, errors.InvalidParams),
     ],
 )
-def test_bad_settings_are_refused(
-    client: Client, acme: str, settings: dict[str, Any], error: type
-) -> None:
+def test_bad_settings_are_refused(refusing: Client, settings: dict[str, Any], error: type) -> None:
     args: dict[str, Any] = {"name": "s", "job_type": "echo", "cron": "@hourly"}
-    args |= {"organization": acme} | settings
+    args |= {"organization": "acme"} | settings
     with pytest.raises(error):
-        client.create_schedule(**args)
-    assert client.list_schedules() == []
+        refusing.create_schedule(**args)
+    assert refusing.list_schedules() == []
 
 
 def test_a_taken_name_and_a_missing_schedule(client: Client, acme: str) -> None:
