@@ -10,6 +10,7 @@ calls (``jobqueue.cancel_jobs`` / ``retry_jobs`` in bulk.sql), never a loop over
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ from jobqueue import calls, errors
 from jobqueue.api import BIGINT_MAX, decimal
 from jobqueue.auth import identify
 from jobqueue.client import AsyncClient
+from jobqueue.event_hub import EventHub
+from jobqueue.feed_cursor import Cursor
+from jobqueue.models import Identity
 from jobqueue.routing import LiteralRoute
 from jobqueue.states import JobStatus
 
@@ -105,18 +109,40 @@ def _filters(source: Any) -> dict[str, str | None]:
     }
 
 
-async def _page(
-    request: Request, template: str, status_code: int = 200, **context: Any
-) -> Response:
+@dataclass(frozen=True)
+class Viewer:
+    """Who a page is for, and where its live feed starts."""
+
+    identity: Identity
+    # The feed's position taken before the page reads its data, so a change made while the
+    # page renders comes on the feed (perhaps after the data showed it too), never not at all.
+    events_from: str
+
+
+async def _viewer(request: Request) -> Viewer | None:
+    """The signed-in user and the feed's start; None: not signed in."""
+    hub: EventHub = request.state.hub
+    cursor = hub.cursor()
+    if cursor is None:  # the hub has not read yet: start after the events on record
+        cursor = Cursor(await _client(request).run(calls.latest_event_id()))
     try:
         identity = await identify(request)
     except errors.Unauthenticated:
-        return RedirectResponse("/login", status_code=303)
-    # The page's live feed resumes from the events that existed when it was rendered, so a
-    # change between the render and the feed's connection is not missed.
-    events_from = await _client(request).run(calls.latest_event_id())
+        return None
+    return Viewer(identity, str(cursor))
+
+
+def _to_login() -> Response:
+    return RedirectResponse("/login", status_code=303)
+
+
+def _page(
+    viewer: Viewer, request: Request, template: str, status_code: int = 200, **context: Any
+) -> Response:
     page = templates.get_template(template)
-    html = page.render(user=identity, path=request.url.path, events_from=events_from, **context)
+    html = page.render(
+        user=viewer.identity, path=request.url.path, events_from=viewer.events_from, **context
+    )
     return HTMLResponse(html, status_code=status_code)
 
 
@@ -125,14 +151,15 @@ async def login(request: Request) -> Response:
 
 
 async def overview(request: Request) -> Response:
-    return await _page(request, "overview.html")
+    viewer = await _viewer(request)
+    return _to_login() if viewer is None else _page(viewer, request, "overview.html")
 
 
 async def jobs_page(request: Request) -> Response:
-    try:
-        identity = await identify(request)
-    except errors.Unauthenticated:
-        return RedirectResponse("/login", status_code=303)
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login()
+    identity = viewer.identity
     client = _client(request)
     filters = _filters(request.query_params)
     # A position that is not a job id is ignored: the page starts from the newest job.
@@ -150,7 +177,8 @@ async def jobs_page(request: Request) -> Response:
     organizations = await client.list_organizations(actor=identity.user_name)
     job_types = await client.list_job_types(actor=identity.user_name)
     next_before = jobs[-1].id if len(jobs) == PAGE_SIZE else None
-    return await _page(
+    return _page(
+        viewer,
         request,
         "jobs.html",
         jobs=jobs,
@@ -163,10 +191,10 @@ async def jobs_page(request: Request) -> Response:
 
 
 async def job_page(request: Request) -> Response:
-    try:
-        identity = await identify(request)
-    except errors.Unauthenticated:
-        return RedirectResponse("/login", status_code=303)
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login()
+    identity = viewer.identity
     raw = request.path_params["job_id"]
     job_id = decimal(raw)
     client = _client(request)
@@ -176,40 +204,40 @@ async def job_page(request: Request) -> Response:
         with contextlib.suppress(errors.JobNotFound):
             job = await client.get_job(job_id, actor=identity.user_name)
     if job is None or job_id is None:
-        return await _page(request, "not_found.html", 404, what=f"job {raw[:40]}")
+        return _page(viewer, request, "not_found.html", 404, what=f"job {raw[:40]}")
     attempts = await client.job_attempts(job_id, actor=identity.user_name)
-    return await _page(request, "job.html", job=job, attempts=attempts)
+    return _page(viewer, request, "job.html", job=job, attempts=attempts)
 
 
 async def job_type_page(request: Request) -> Response:
-    try:
-        identity = await identify(request)
-    except errors.Unauthenticated:
-        return RedirectResponse("/login", status_code=303)
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login()
+    identity = viewer.identity
     name = request.path_params["name"]
     types = await _client(request).list_job_types(actor=identity.user_name)
     job_type = next((t for t in types if t.name == name), None)
     if job_type is None:
-        return await _page(request, "not_found.html", 404, what=f"job type {name}")
-    return await _page(request, "job_type.html", job_type=job_type)
+        return _page(viewer, request, "not_found.html", 404, what=f"job type {name}")
+    return _page(viewer, request, "job_type.html", job_type=job_type)
 
 
 async def schedules_page(request: Request) -> Response:
-    try:
-        identity = await identify(request)
-    except errors.Unauthenticated:
-        return RedirectResponse("/login", status_code=303)
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login()
+    identity = viewer.identity
     schedules = await _client(request).list_schedules(actor=identity.user_name)
-    return await _page(request, "schedules.html", schedules=schedules)
+    return _page(viewer, request, "schedules.html", schedules=schedules)
 
 
 async def job_types_page(request: Request) -> Response:
-    try:
-        identity = await identify(request)
-    except errors.Unauthenticated:
-        return RedirectResponse("/login", status_code=303)
+    viewer = await _viewer(request)
+    if viewer is None:
+        return _to_login()
+    identity = viewer.identity
     types = await _client(request).list_job_types(actor=identity.user_name)
-    return await _page(request, "job_types.html", job_types=types)
+    return _page(viewer, request, "job_types.html", job_types=types)
 
 
 async def favicon(request: Request) -> Response:
@@ -218,11 +246,13 @@ async def favicon(request: Request) -> Response:
 
 
 async def workers_page(request: Request) -> Response:
-    return await _page(request, "workers.html")
+    viewer = await _viewer(request)
+    return _to_login() if viewer is None else _page(viewer, request, "workers.html")
 
 
 async def queues_page(request: Request) -> Response:
-    return await _page(request, "queues.html")
+    viewer = await _viewer(request)
+    return _to_login() if viewer is None else _page(viewer, request, "queues.html")
 
 
 async def _bulk_body(request: Request) -> dict[str, str | None]:

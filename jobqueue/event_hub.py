@@ -48,7 +48,7 @@ from psycopg.rows import dict_row
 
 from jobqueue import calls, db, errors
 from jobqueue.client import AsyncClient
-from jobqueue.feed_cursor import Pending
+from jobqueue.feed_cursor import Cursor, Pending
 
 CHANNEL = "jobqueue_events"
 ACCESS_CHANNEL = "jobqueue_access"
@@ -194,6 +194,13 @@ class EventHub:
         getting those it may see."""
         for subscription in list(self._subscribers):
             subscription.offer(batch)
+
+    def cursor(self) -> Cursor | None:
+        """A resume cursor at the hub's last read (None before its first): a feed resuming from
+        it gets every event that read did not publish, and perhaps some it did."""
+        if self._after is None:
+            return None
+        return Cursor.at(self._after, self._watching)
 
     def horizon(self) -> tuple[int, dict[int, int]]:
         """The highest id read, and the transactions in progress at the last read, each with

@@ -20,11 +20,13 @@ async function api(method, path, body) {
   return data;
 }
 
-// The feed starts where the page's data ends (the newest event when it was rendered): a
-// change made before the feed connects is replayed, not lost. Reconnects resume by the id.
+// The feed starts from a cursor taken before the page read its data: a change made while the
+// page rendered or before the feed connects is replayed, not lost. Reconnects resume by the
+// cursor of the last message (the browser sends it as Last-Event-ID).
 function eventSource() {
   const from = document.body.dataset.eventsFrom;
-  return new EventSource(from ? `/api/events?last_event_id=${from}` : "/api/events");
+  return new EventSource(
+    from ? `/api/events?last_event_id=${encodeURIComponent(from)}` : "/api/events");
 }
 
 function onEvents(handler) {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import threading
 import time
 
@@ -95,3 +96,31 @@ async def test_a_client_resuming_from_its_cursor_gets_every_event_once(
     # A cursor's id part never moves back.
     parts = [int(c.split(".")[0]) for c in cursors]
     assert parts == sorted(parts)
+
+
+async def test_a_dashboard_page_starts_its_feed_before_its_data(dsn: str, client: Client) -> None:
+    """A page is rendered while a transaction holds a lower event id open; the feed started
+    from the page's cursor gets that event when it commits, though a higher id was on record
+    (and in the page's data) first."""
+    make_job_type(client, "echo")
+    make_org_with_member(client, "org-a", "alice")
+    token = make_token(client, "alice").secret
+    headers = {"Authorization": f"Bearer {token}"}
+    with running_server(settings_for(dsn)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=DEADLINE) as http:
+            with jobqueue_db.connect(dsn) as slow:
+                early = Client(connection=slow).submit_job("echo", {"n": 0}, organization="org-a")
+                async with contextlib.AsyncExitStack() as stack:
+                    feed = await open_feed(http, stack, token)
+                    quick = client.submit_job("echo", {"n": 1}, organization="org-a")
+                    seen = await asyncio.wait_for(feed.next_event(), DEADLINE)
+                    assert seen["job"] == quick.id  # the hub has read past the open one
+                page = await http.get("/jobs", headers=headers)
+                assert page.status_code == 200
+                start = re.search(r'data-events-from="([^"]+)"', page.text)
+                assert start is not None and start.group(1) != str(seen["id"])
+                slow.commit()
+            async with contextlib.AsyncExitStack() as stack:
+                feed = await open_feed(http, stack, token, last_event_id=start.group(1))
+                event = await asyncio.wait_for(feed.next_event(), DEADLINE)
+                assert event["job"] == early.id and event["id"] < seen["id"]
