@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 from jobqueue import db, errors
 from jobqueue.client import Client
 from jobqueue.models import Job
+from tests.conftest import fresh_database
 from tests.factories import make_job_type, make_org_with_member, run_job
 
 COUNTED_TABLES = ("jobqueue.job", "jobqueue.event", "procrastinate.procrastinate_jobs")
@@ -286,9 +287,26 @@ BAD_INPUT_NAMES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def refusing_dsn(server_dsn: str, template_name: str) -> Iterator[str]:
+    with fresh_database(server_dsn, template_name) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(refusing_dsn: str) -> Iterator[dict[str, tuple[Callable[[], object], type]]]:
+    """The bad inputs, prepared once in a database they all share. Each case counts the rows
+    before and after its call, so it fails itself if it writes anything; the cases after it
+    then find the rows as prepared, as in a database of their own."""
+    with Client(refusing_dsn) as client:
+        yield {name: (call, expected) for name, call, expected in _bad_inputs(client, refusing_dsn)}
+
+
 @pytest.mark.parametrize("case", BAD_INPUT_NAMES)
-def test_bad_input_raises_its_error_and_writes_nothing(client: Client, dsn: str, case: str) -> None:
-    cases = {name: (call, expected) for name, call, expected in _bad_inputs(client, dsn)}
+def test_bad_input_raises_its_error_and_writes_nothing(
+    bad_inputs: dict[str, tuple[Callable[[], object], type]], refusing_dsn: str, case: str
+) -> None:
+    cases, dsn = bad_inputs, refusing_dsn
     assert set(cases) == set(BAD_INPUT_NAMES)
     call, expected = cases[case]
     before = row_counts(dsn)
