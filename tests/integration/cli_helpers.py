@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ def jobqueue(
     if check is not None:
         assert done.returncode == check, (done.returncode, done.stdout, done.stderr)
     return done
+
+
+def jobqueue_each(commands: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
+    """``jobqueue(*command)`` for each of these independent commands, as many at once as the
+    machine has cores; the exit code of each is asserted as by ``jobqueue``."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(lambda command: jobqueue(*command), commands))
 
 
 def jobqueue_json(*args: str, dsn: str) -> Any:

@@ -10,7 +10,14 @@ import sys
 import httpx
 import psycopg
 
-from tests.integration.cli_helpers import cli_env, free_port, jobqueue, jobqueue_json, wait_for
+from tests.integration.cli_helpers import (
+    cli_env,
+    free_port,
+    jobqueue,
+    jobqueue_each,
+    jobqueue_json,
+    wait_for,
+)
 
 
 def _setup(dsn: str) -> None:
@@ -26,8 +33,8 @@ def test_help_everywhere() -> None:
         ["token", "list"], ["cleanup"],
     ]  # fmt: skip
     assert "Exit codes" in jobqueue("--help").stdout
-    for verb in verbs:
-        assert "usage: jobqueue" in jobqueue(*verb, "--help").stdout
+    for done in jobqueue_each([[*verb, "--help"] for verb in verbs]):
+        assert "usage: jobqueue" in done.stdout, done.args
 
 
 def test_usage_errors_exit_2() -> None:

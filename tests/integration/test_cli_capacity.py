@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jobqueue.client import Client
 from tests.factories import make_job_type, make_org_with_member
-from tests.integration.cli_helpers import jobqueue, jobqueue_json
+from tests.integration.cli_helpers import jobqueue, jobqueue_each, jobqueue_json
 
 
 def test_queues_pauses_limits_and_priority_from_the_command_line(dsn: str) -> None:
@@ -49,8 +49,9 @@ def test_queues_pauses_limits_and_priority_from_the_command_line(dsn: str) -> No
 
 
 def test_capacity_verbs_have_help() -> None:
-    for verb in (
+    verbs = [
         ["queues", "list"], ["queues", "usage"], ["queues", "pause"], ["queues", "resume"],
         ["queues", "limit"], ["org", "limit"], ["types", "limit"], ["priority"],
-    ):  # fmt: skip
-        assert "usage: jobqueue" in jobqueue(*verb, "--help").stdout
+    ]  # fmt: skip
+    for done in jobqueue_each([[*verb, "--help"] for verb in verbs]):
+        assert "usage: jobqueue" in done.stdout, done.args
