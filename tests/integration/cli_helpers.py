@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.waiting import wait_for as wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 def cli_env(dsn: str | None = None, **extra: str) -> dict[str, str]:
@@ -40,11 +43,17 @@ def jobqueue(
     return done
 
 
+def at_once(calls: list[Callable[[], T]]) -> list[T]:
+    """The results of these independent calls, in order, made as many at once as the machine
+    has cores; the first exception raised by one of them is raised here."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
 def jobqueue_each(commands: list[list[str]]) -> list[subprocess.CompletedProcess[str]]:
     """``jobqueue(*command)`` for each of these independent commands, as many at once as the
     machine has cores; the exit code of each is asserted as by ``jobqueue``."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        return list(pool.map(lambda command: jobqueue(*command), commands))
+    return at_once([functools.partial(jobqueue, *command) for command in commands])
 
 
 def jobqueue_json(*args: str, dsn: str) -> Any:

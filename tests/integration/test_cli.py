@@ -6,11 +6,13 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 import httpx
 import psycopg
 
 from tests.integration.cli_helpers import (
+    at_once,
     cli_env,
     free_port,
     jobqueue,
@@ -54,25 +56,39 @@ def _one_line_usage_error(done: subprocess.CompletedProcess[str], *needles: str)
 def test_bad_input_is_a_one_line_usage_error_naming_the_option() -> None:
     """Issue 14: no traceback for bad input; the option the user typed is named."""
     dsn = "postgresql://nobody@127.0.0.1:1/none"
-    _one_line_usage_error(
-        jobqueue("submit", "demo.echo", "--org", "a", "--run-at", "tomorrow", dsn=dsn, check=None),
-        "--run-at", "ISO 8601", "tomorrow",
-    )  # fmt: skip
-    _one_line_usage_error(
-        jobqueue("jobs", "--limit", "1000", dsn=dsn, check=None), "--limit", "between 1 and 500"
-    )
-    _one_line_usage_error(jobqueue("jobs", "--limit", "ten", dsn=dsn, check=None), "--limit")
-    _one_line_usage_error(jobqueue("show", "0", dsn=dsn, check=None), "ID")
-    _one_line_usage_error(jobqueue("metrics", "--hours", "-1", dsn=dsn, check=None), "--hours")
-    _one_line_usage_error(
-        jobqueue("cleanup", "--batch", "0", dsn=dsn, check=None), "--batch", "1 and 100000"
-    )
-    _one_line_usage_error(jobqueue("no-such-verb", check=None), "invalid choice")
-    for bad in ("nonsense://", "host=a port", "postgresql://a@b/c?sslmode"):
-        done = jobqueue("--dsn", bad, "jobs", check=None)
-        _one_line_usage_error(done, "--dsn is not a PostgreSQL URL")
-    done = jobqueue("jobs", dsn="host=a port", check=None)
-    _one_line_usage_error(done, "JOBQUEUE_DSN")
+    bad_dsns = ("nonsense://", "host=a port", "postgresql://a@b/c?sslmode")
+    # Independent commands, run side by side; each is checked as it was run.
+    cases: list[tuple[Callable[[], subprocess.CompletedProcess[str]], tuple[str, ...]]] = [
+        (
+            lambda: jobqueue(
+                "submit", "demo.echo", "--org", "a", "--run-at", "tomorrow", dsn=dsn, check=None
+            ),
+            ("--run-at", "ISO 8601", "tomorrow"),
+        ),
+        (
+            lambda: jobqueue("jobs", "--limit", "1000", dsn=dsn, check=None),
+            ("--limit", "between 1 and 500"),
+        ),
+        (lambda: jobqueue("jobs", "--limit", "ten", dsn=dsn, check=None), ("--limit",)),
+        (lambda: jobqueue("show", "0", dsn=dsn, check=None), ("ID",)),
+        (lambda: jobqueue("metrics", "--hours", "-1", dsn=dsn, check=None), ("--hours",)),
+        (
+            lambda: jobqueue("cleanup", "--batch", "0", dsn=dsn, check=None),
+            ("--batch", "1 and 100000"),
+        ),
+        (lambda: jobqueue("no-such-verb", check=None), ("invalid choice",)),
+        *(
+            (
+                lambda bad=bad: jobqueue("--dsn", bad, "jobs", check=None),
+                ("--dsn is not a PostgreSQL URL",),
+            )
+            for bad in bad_dsns
+        ),
+        (lambda: jobqueue("jobs", dsn="host=a port", check=None), ("JOBQUEUE_DSN",)),
+    ]
+    runs = at_once([run for run, _ in cases])
+    for done, (_, needles) in zip(runs, cases, strict=True):
+        _one_line_usage_error(done, *needles)
 
 
 def test_dsn_is_taken_before_or_after_the_verb(dsn: str) -> None:
