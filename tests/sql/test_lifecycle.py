@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from itertools import product
 from typing import Any
@@ -16,6 +17,7 @@ from psycopg.rows import dict_row
 from jobqueue import db, errors
 from jobqueue.client import Client
 from jobqueue.states import TERMINAL, TRANSITIONS, JobStatus
+from tests.conftest import fresh_database
 from tests.factories import finish_job, make_job_type, run_job, start_job
 
 ILLEGAL = [(a, b) for a, b in product(JobStatus, JobStatus) if a != b and (a, b) not in TRANSITIONS]
@@ -44,12 +46,12 @@ def start_when_due(dsn: str, job_id: int) -> int:
         time.sleep(0.05)
 
 
-def job_in(client: Client, dsn: str, status: JobStatus) -> int:
+def job_in(client: Client, dsn: str, status: JobStatus, organization: str = "acme") -> int:
     """A fresh job brought to the status through the engine's own calls."""
     if status is JobStatus.WAITING:
-        dep = client.submit_job("dep", {"for": "waiting"}, organization="acme")
-        return client.submit_job("echo", {}, organization="acme", depends_on=[dep.id]).id
-    job = client.submit_job("echo", {}, organization="acme")
+        dep = client.submit_job("dep", {"for": "waiting"}, organization=organization)
+        return client.submit_job("echo", {}, organization=organization, depends_on=[dep.id]).id
+    job = client.submit_job("echo", {}, organization=organization)
     if status is JobStatus.QUEUED:
         return job.id
     if status is JobStatus.CANCELED:
@@ -111,9 +113,38 @@ def test_python_transitions_match_the_table(dsn: str) -> None:
     assert {(JobStatus(a), JobStatus(b)): e for a, b, e in rows} == TRANSITIONS
 
 
+@pytest.fixture(scope="module")
+def shared_dsn(server_dsn: str, template_name: str) -> Iterator[str]:
+    """One database for the transition cases, each in a corner of its own (see ``corner``)."""
+    with fresh_database(server_dsn, template_name) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared_client(shared_dsn: str) -> Iterator[Client]:
+    with Client(shared_dsn) as client:
+        yield client
+
+
+@pytest.fixture
+def corner(shared_client: Client) -> str:
+    """An organization, and queues for the job types, that no other case uses: no earlier
+    job is a duplicate of this case's jobs (dedup is per organization), and the vehicle a
+    fetch takes first in the job's queue is this case's (start_job checks it), so the case
+    runs as in a database of its own."""
+    tag = uuid.uuid4().hex[:12]
+    shared_client.create_organization(f"org-{tag}")
+    make_job_type(shared_client, queue=f"q-{tag}")
+    make_job_type(shared_client, "dep", queue=f"deps-{tag}")
+    return f"org-{tag}"
+
+
 @pytest.mark.parametrize(("source", "target"), sorted(TRANSITIONS), ids=str)
-def test_legal_transition(setup: Client, dsn: str, source: JobStatus, target: JobStatus) -> None:
-    job_id = job_in(setup, dsn, source)
+def test_legal_transition(
+    shared_client: Client, shared_dsn: str, corner: str, source: JobStatus, target: JobStatus
+) -> None:
+    setup, dsn = shared_client, shared_dsn
+    job_id = job_in(setup, dsn, source, corner)
     assert setup.get_job(job_id).status is source
     before = events_of(dsn, job_id)
     move(setup, dsn, job_id, target)
@@ -134,9 +165,10 @@ def test_legal_transition(setup: Client, dsn: str, source: JobStatus, target: Jo
 
 @pytest.mark.parametrize(("source", "target"), ILLEGAL, ids=str)
 def test_illegal_transition_is_refused(
-    setup: Client, dsn: str, source: JobStatus, target: JobStatus
+    shared_client: Client, shared_dsn: str, corner: str, source: JobStatus, target: JobStatus
 ) -> None:
-    job_id = job_in(setup, dsn, source)
+    setup, dsn = shared_client, shared_dsn
+    job_id = job_in(setup, dsn, source, corner)
     with db.connect(dsn) as conn, pytest.raises(errors.IllegalTransition) as info:
         with db.translated():
             # Keep the row's CHECK constraints satisfied, so only the lifecycle can object.
