@@ -56,8 +56,16 @@ class Site:
         return self.client.create_token(user, "browser").secret
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: subprocess.Popen[bytes], *, abandon_after: float | None = None) -> None:
+    """SIGTERM, and SIGKILL if still running after a minute. With ``abandon_after``, a second
+    SIGTERM after that many seconds: a worker then abandons its running jobs at once instead
+    of waiting out its grace period for them (the test is over; they cannot finish anyway)."""
     proc.send_signal(signal.SIGTERM)
+    if abandon_after is not None:
+        try:
+            proc.wait(abandon_after)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(60)
     except subprocess.TimeoutExpired:
@@ -88,7 +96,7 @@ def site(dsn: str, client: Client) -> Iterator[Site]:
         wait_for(healthy, what="the web app")
         yield Site(url, client)
     finally:
-        _stop(worker)
+        _stop(worker, abandon_after=0.2)
         _stop(web)
 
 
