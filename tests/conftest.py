@@ -143,13 +143,14 @@ class DatabaseSupply:
                     or (len(self._ready) < self.ahead and self._error is None)
                 )
             )
+            # A test may be waiting for the next copy; the drops can wait for a lull.
+            if not self._closing and len(self._ready) < self.ahead and self._error is None:
+                return "create", f"jobqueue_test_{uuid.uuid4().hex[:12]}"
             if self._to_drop:
                 return "drop", self._to_drop.popleft()
-            if self._closing:
-                if self._ready:
-                    return "drop", self._ready.popleft()
-                return None
-            return "create", f"jobqueue_test_{uuid.uuid4().hex[:12]}"
+            if self._closing and self._ready:
+                return "drop", self._ready.popleft()
+            return None
 
     def _run(self) -> None:
         while (work := self._next()) is not None:
