@@ -28,6 +28,7 @@ import pytest
 
 from jobqueue import db as jobqueue_db
 from jobqueue.client import Client
+from jobqueue.models import Job
 from tests.factories import make_job_type, make_org_with_member, make_token
 from tests.integration.test_web_sse import DEADLINE, Feed, open_feed
 from tests.integration.web_helpers import running_server, settings_for
@@ -153,6 +154,18 @@ async def test_forged_events_reach_no_subscriber_and_end_no_feed(
                 assert (event["job"], event["type"]) == (later.id, "submitted")
 
 
+async def commit_out_of_order(
+    client: Client, slow: psycopg.Connection[Any], feed: Feed
+) -> tuple[Job, list[dict[str, Any]]]:
+    """A job submitted on ``slow``, whose transaction stays open, then three that commit at
+    once and reach the feed first: the open one's job, and the three events the feed got."""
+    early = Client(connection=slow).submit_job("echo", {"n": "early"}, organization="org-a")
+    quick = [client.submit_job("echo", {"n": n}, organization="org-a").id for n in range(3)]
+    seen = [await asyncio.wait_for(feed.next_event(), DEADLINE) for _ in quick]
+    assert [e["job"] for e in seen] == quick
+    return early, seen
+
+
 def cursor_id(sse_id: str) -> int:
     """The event id part of a resume cursor."""
     return int(sse_id.split(".")[0])
@@ -169,15 +182,7 @@ async def test_events_committed_out_of_id_order_are_each_published_once(
             async with contextlib.AsyncExitStack() as stack:
                 feed: Feed = await open_feed(http, stack, world["alice"])
                 with jobqueue_db.connect(dsn) as slow:
-                    early = Client(connection=slow).submit_job(
-                        "echo", {"n": "early"}, organization="org-a"
-                    )
-                    quick = [
-                        client.submit_job("echo", {"n": n}, organization="org-a").id
-                        for n in range(3)
-                    ]
-                    seen = [await asyncio.wait_for(feed.next_event(), DEADLINE) for _ in quick]
-                    assert [e["job"] for e in seen] == quick
+                    early, seen = await commit_out_of_order(client, slow, feed)
                     slow.commit()
                 late = await asyncio.wait_for(feed.next_event(), DEADLINE)
                 assert late["job"] == early.id and late["id"] < seen[0]["id"]
@@ -203,15 +208,7 @@ async def test_a_lower_id_committed_while_the_client_was_away_comes_on_resume(
             with jobqueue_db.connect(dsn) as slow:
                 async with contextlib.AsyncExitStack() as stack:
                     feed: Feed = await open_feed(http, stack, world["alice"])
-                    early = Client(connection=slow).submit_job(
-                        "echo", {"n": "early"}, organization="org-a"
-                    )
-                    quick = [
-                        client.submit_job("echo", {"n": n}, organization="org-a").id
-                        for n in range(3)
-                    ]
-                    seen = [await asyncio.wait_for(feed.next_event(), DEADLINE) for _ in quick]
-                    assert [e["job"] for e in seen] == quick
+                    early, seen = await commit_out_of_order(client, slow, feed)
                 kept = seen[-1]["sse_id"]
                 assert cursor_id(kept) == seen[-1]["id"] and kept != str(seen[-1]["id"])
                 slow.commit()
