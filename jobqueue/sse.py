@@ -165,7 +165,7 @@ class Replay:
     resume: Cursor
     late: list[Event]  # at or below the cursor's id, of the transactions it names
     new: list[Event]  # after the cursor's id
-    running: list[int]  # the transactions in progress in that snapshot
+    running: frozenset[int]  # the transactions in progress in that snapshot
     cut: bool  # replay_max reached: the response ends after the replay
 
     def cursor_after_late(self, event_id: int) -> Cursor:
@@ -173,11 +173,10 @@ class Replay:
         transactions that had finished have nothing left at or below it."""
         if self.resume.every_above is not None:
             return self.resume  # which transactions they were is not known: all again
-        running = set(self.running)
         return Cursor.at(
             self.resume.last,
             {
-                xact: low if xact in running else max(low, event_id)
+                xact: low if xact in self.running else max(low, event_id)
                 for xact, low in self.resume.pending.items()
             },
         )
@@ -227,7 +226,7 @@ async def _replay(
             )
         new = await pages(view, resume.last, replay_max)
         running = await view.transactions_in_progress()
-    return Replay(resume, late, new, running, len(new) >= replay_max)
+    return Replay(resume, late, new, frozenset(running), len(new) >= replay_max)
 
 
 class FeedResponse(EventSourceResponse):
@@ -307,10 +306,10 @@ def _resume_cursor(request: Request) -> Cursor | None:
     return Cursor.parse(raw, "last_event_id") if raw else None
 
 
-def _optional_id(raw: str | None, name: str, low: int = 1) -> int | None:
+def _optional_id(raw: str | None, name: str) -> int | None:
     if raw is None or raw == "":
         return None
     value = decimal(raw)
-    if value is None or not low <= value <= BIGINT_MAX:
-        raise errors.InvalidArgument(f"'{name}' must be an integer from {low} to {BIGINT_MAX}")
+    if value is None or not 1 <= value <= BIGINT_MAX:
+        raise errors.InvalidArgument(f"'{name}' must be an integer from 1 to {BIGINT_MAX}")
     return value
