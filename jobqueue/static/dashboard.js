@@ -435,7 +435,16 @@ async function loadWorkers() {
   if (!workers.length) body.append(el("tr", {}, el("td", { colspan: "8" }, "No live workers.")));
 }
 
-async function initJobTypes() {
+// The counts are a day's totals: every event may change them, so the page reloads them on
+// each (at most once a second) and every 10 s, like the overview.
+function initJobTypes() {
+  loadJobTypes().catch(() => {});
+  const refresh = throttled(loadJobTypes, 1000);
+  onEvents(refresh);
+  setInterval(refresh, 10000);
+}
+
+async function loadJobTypes() {
   const m = await api("GET", "/api/metrics");
   const byType = new Map((m.failure_rate_by_type || []).map((t) => [t.job_type, t]));
   document.querySelectorAll("#job-types-table tr[data-job-type]").forEach((row) => {
@@ -634,7 +643,7 @@ document.addEventListener("DOMContentLoaded", () => {
       return initJobType(page).catch(() => {});
     case "queues": return initQueues(page);
     case "schedules": return initSchedules();
-    case "job-types": return initJobTypes().catch(() => {});
+    case "job-types": return initJobTypes();
     case "workers":
       loadWorkers().catch(() => {});
       return setInterval(() => loadWorkers().catch(() => {}), 2000);
