@@ -399,8 +399,17 @@ function initJob(root) {
   };
 }
 
-async function initJobType(root) {
-  const name = root.dataset.jobType;
+// The job type pages show a day's totals: any event may change them, so they reload on events
+// (at most once a second) and every 10 s, like the overview.
+function initJobType(root) {
+  const load = () => loadJobType(root.dataset.jobType);
+  load().catch(() => {});
+  const refresh = throttled(load, 1000);
+  onEvents(refresh);
+  setInterval(refresh, 10000);
+}
+
+async function loadJobType(name) {
   const m = await api("GET", "/api/metrics");
   const row = (m.failure_rate_by_type || []).find((t) => t.job_type === name);
   const body = document.querySelector("#type-metrics tbody");
@@ -435,8 +444,6 @@ async function loadWorkers() {
   if (!workers.length) body.append(el("tr", {}, el("td", { colspan: "8" }, "No live workers.")));
 }
 
-// The counts are a day's totals: every event may change them, so the page reloads them on
-// each (at most once a second) and every 10 s, like the overview.
 function initJobTypes() {
   loadJobTypes().catch(() => {});
   const refresh = throttled(loadJobTypes, 1000);
@@ -640,7 +647,7 @@ document.addEventListener("DOMContentLoaded", () => {
     case "job": return initJob(page);
     case "job-type":
       initTypeLimits(page.dataset.jobType).catch(() => {});
-      return initJobType(page).catch(() => {});
+      return initJobType(page);
     case "queues": return initQueues(page);
     case "schedules": return initSchedules();
     case "job-types": return initJobTypes();

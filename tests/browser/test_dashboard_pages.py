@@ -41,6 +41,11 @@ def test_job_types_page_lists_every_type(site: Site, page: Any) -> None:
     page.click("text=demo.sleep")
     page.wait_for_url(f"{site.url}/types/demo.sleep")
     assert "600 s" in page.locator("dl.fields").inner_text()  # a timeout, not 0:10:00
+    page.goto(f"{site.url}/types/demo.echo")
+    attempts_are = "(n) => document.querySelector('#type-metrics tbody td')?.textContent === n"
+    page.wait_for_function(attempts_are, arg="1")
+    site.client.submit_job("demo.echo", {"n": 2}, organization="acme")
+    page.wait_for_function(attempts_are, arg="2")
 
 
 def test_bulk_actions_need_an_organization_confirm_and_report_in_words(
