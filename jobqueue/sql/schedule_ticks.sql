@@ -12,7 +12,8 @@
 -- States:    inserts jobs through submit_job ('queued').
 -- Locks:     the schedule rows: FOR UPDATE SKIP LOCKED in the claim, FOR UPDATE in the fire.
 -- Raises:    JQV03 bad argument; a tick's refused submit is recorded, not raised.
--- Events:    schedule_fired, schedule_tick_failed, schedule_missed, schedule_failed.
+-- Events:    schedule_planned, schedule_fired, schedule_tick_failed, schedule_missed,
+--            schedule_failed.
 
 -- Claims a tick through the key of schedule_tick and submits its job, in a subtransaction:
 -- a refusal (rate limit, disabled type) is recorded as the tick's error instead of undoing
@@ -149,6 +150,12 @@ BEGIN
     SET ticked_until = greatest(s.ticked_until, v_until),
         next_run_at = coalesce(fire_schedule.next_run_at, 'infinity')
     WHERE s.id = v_row.id;
+    -- A new or changed schedule has no next run until this first plan: say when it is, so a
+    -- live view shows it (later runs move on with schedule_fired).
+    IF v_row.next_run_at IS NULL THEN
+        PERFORM jobqueue._schedule_event(v_row, 'schedule_planned', NULL,
+            jsonb_build_object('next_run_at', fire_schedule.next_run_at));
+    END IF;
     -- Ticks are history once handled; a day of them is kept for inspection.
     DELETE FROM jobqueue.schedule_tick AS k
     WHERE k.schedule_id = v_row.id AND k.tick_at < v_until - interval '1 day';

@@ -25,8 +25,9 @@
 --            JQV14 time zone, JQA02 forbidden, JQN02 organization, JQN06 schedule not found,
 --            JQC01 name taken.
 -- Events:    schedule_created, schedule_updated, schedule_enabled, schedule_disabled,
---            schedule_deleted (job NULL); schedule_fired (job = the tick's job),
---            schedule_tick_failed, schedule_missed, schedule_failed.
+--            schedule_deleted (job NULL); schedule_planned (the first next run after a
+--            change); schedule_fired (job = the tick's job), schedule_tick_failed,
+--            schedule_missed, schedule_failed.
 
 CREATE OR REPLACE FUNCTION jobqueue._schedule_infos(p_ids bigint[])
 RETURNS SETOF jobqueue.schedule_info

@@ -461,19 +461,23 @@ async function loadJobTypes() {
   });
 }
 
-// --- schedules: run now, enable, disable; the page reloads when a schedule's event arrives --
+// --- schedules: run now, enable, disable; the table follows schedule events -----------------
 
-// What the last action on the page did, shown again after the reload that follows it.
-const SCHEDULE_RESULT = "jobqueue.schedule-result";
+// The table is re-read from the page's own HTML and swapped in place: a refresh never
+// navigates, so a click in flight or the last action's result is never lost to it.
+async function reloadSchedules() {
+  const response = await fetch(location.href, { credentials: "same-origin" });
+  const html = await response.text();
+  const fresh = new DOMParser().parseFromString(html, "text/html")
+    .querySelector("#schedules-table tbody");
+  if (!response.ok || !fresh) { location.reload(); return; }  // signed out: show the login page
+  localizeTimes(fresh);
+  document.querySelector("#schedules-table tbody").replaceWith(fresh);
+}
 
 function initSchedules() {
   const result = document.getElementById("schedule-result");
-  const said = sessionStorage.getItem(SCHEDULE_RESULT);
-  if (said) {
-    sessionStorage.removeItem(SCHEDULE_RESULT);
-    result.textContent = said;
-    result.hidden = false;
-  }
+  const refresh = throttled(reloadSchedules, 1000);
   document.getElementById("schedules-table").addEventListener("click", async (event) => {
     const button = event.target.closest("button[data-action]");
     if (!button) return;
@@ -481,17 +485,21 @@ function initSchedules() {
     const path = `/api/schedules/${encodeURIComponent(org)}/${encodeURIComponent(name)}`;
     button.disabled = true;
     try {
+      let said;
       if (button.dataset.action === "run") {
         const job = await api("POST", `${path}/run`);
-        sessionStorage.setItem(SCHEDULE_RESULT, job.duplicate
+        said = job.duplicate
           ? `${name}: job ${job.id} is still active, so no new job was submitted.`
-          : `${name}: submitted job ${job.id}.`);
+          : `${name}: submitted job ${job.id}.`;
       } else {
         const enable = button.dataset.action === "enable";
         await api("PATCH", path, { enabled: enable });
-        sessionStorage.setItem(SCHEDULE_RESULT, `${name} is ${enable ? "enabled" : "disabled"}.`);
+        said = `${name} is ${enable ? "enabled" : "disabled"}.`;
       }
-      location.reload();
+      // The words come with the table that shows them, not before it.
+      await reloadSchedules().catch(() => {});
+      result.textContent = said;
+      result.hidden = false;
     } catch (e) {
       result.textContent = e.message;
       result.hidden = false;
@@ -500,13 +508,11 @@ function initSchedules() {
   });
   // Fired ticks and changes made elsewhere show up without a manual reload.
   const source = eventSource();
-  let pending = null;
-  ["schedule_fired", "schedule_tick_failed", "schedule_created", "schedule_updated",
-    "schedule_enabled", "schedule_disabled", "schedule_deleted", "schedule_failed"]
-    .forEach((t) => source.addEventListener(t, () => {
-      pending = pending || setTimeout(() => location.reload(), 1000);
-    }));
-  setInterval(() => location.reload(), 30000);  // the next run moves on with the ticks
+  ["schedule_created", "schedule_updated", "schedule_enabled", "schedule_disabled",
+    "schedule_deleted", "schedule_planned", "schedule_fired", "schedule_tick_failed",
+    "schedule_failed"]
+    .forEach((t) => source.addEventListener(t, refresh));
+  setInterval(refresh, 30000);  // the next run moves on with the ticks
 }
 
 // --- queues: pauses, caps and what each organization uses --------------------------------

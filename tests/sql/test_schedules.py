@@ -269,6 +269,14 @@ def test_a_pass_plans_a_zoned_schedule_by_the_database_clock(
     ).fetchone()
     assert next_run.astimezone(UTC).hour == 0  # 09:00 in Tokyo (UTC+9, no DST)
     assert now < next_run <= now + timedelta(days=1)
+    # The first plan after a change is evented, so a live view shows the next run; later
+    # passes with nothing due say nothing.
+    tick_pass(dsn)
+    planned = [e for e in client.events_since(actor="alice") if e.type == "schedule_planned"]
+    assert len(planned) == 1
+    assert planned[0].org == acme and planned[0].job is None
+    assert datetime.fromisoformat(planned[0].data["next_run_at"]) == next_run
+    assert planned[0].data["schedule"] == "nine"
 
 
 def test_concurrent_passes_fire_each_tick_once(
