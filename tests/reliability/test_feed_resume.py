@@ -91,8 +91,9 @@ async def test_a_client_resuming_from_its_cursor_gets_every_event_once(
         f"missing {sorted(set(expected) - set(got))[:10]},"
         f" repeated {sorted(i for i in set(got) if got.count(i) > 1)[:10]}"
     )
-    # The run did meet the case it is about: cursors that named open transactions.
-    assert sum("." in c for c in cursors) > len(cursors) // 10
+    # The run did meet the case it is about: cursors that named open transactions (about one
+    # in ten of them does; the count varies with the machine's scheduling, so the floor is low).
+    assert sum("." in c for c in cursors) >= 5
     # A cursor's id part never moves back.
     parts = [int(c.split(".")[0]) for c in cursors]
     assert parts == sorted(parts)
