@@ -467,10 +467,10 @@ async function loadJobTypes() {
 // navigates, so a click in flight or the last action's result is never lost to it.
 async function reloadSchedules() {
   const response = await fetch(location.href, { credentials: "same-origin" });
-  const html = await response.text();
-  const fresh = new DOMParser().parseFromString(html, "text/html")
+  if (!response.ok) throw new Error(response.statusText);  // keep the table; the next try may do
+  const fresh = new DOMParser().parseFromString(await response.text(), "text/html")
     .querySelector("#schedules-table tbody");
-  if (!response.ok || !fresh) { location.reload(); return; }  // signed out: show the login page
+  if (!fresh) { location.reload(); return; }  // signed out: the reload shows the login page
   localizeTimes(fresh);
   document.querySelector("#schedules-table tbody").replaceWith(fresh);
 }
@@ -510,7 +510,7 @@ function initSchedules() {
   const source = eventSource();
   ["schedule_created", "schedule_updated", "schedule_enabled", "schedule_disabled",
     "schedule_deleted", "schedule_planned", "schedule_fired", "schedule_tick_failed",
-    "schedule_failed"]
+    "schedule_missed", "schedule_failed"]
     .forEach((t) => source.addEventListener(t, refresh));
   setInterval(refresh, 30000);  // the next run moves on with the ticks
 }

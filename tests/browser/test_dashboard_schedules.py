@@ -57,3 +57,8 @@ def test_schedules_page_runs_and_disables_a_schedule(site: Site, page: Any) -> N
     assert [s.enabled for s in site.client.list_schedules(organization="acme")] == [False]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "schedules.png"), full_page=True)
+
+    # A session that ended while the page was open: the next refresh shows the sign-in page.
+    page.context.clear_cookies()
+    site.client.create_schedule("later", "demo.echo", "@daily", organization="acme")
+    page.wait_for_url(f"{site.url}/login", timeout=10_000)
