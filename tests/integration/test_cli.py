@@ -297,16 +297,27 @@ def test_web_serves_the_api_and_stops_on_sigterm(dsn: str) -> None:
         assert web.wait(60) in (0, -signal.SIGTERM)
 
 
+def _as_from_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_show_follow_is_quiet(dsn: str) -> None:
     _setup(dsn)
     job = jobqueue_json("submit", "demo.echo", "--org", "acme", dsn=dsn)  # no worker: stays
-    follow = subprocess.Popen(
+    # Ctrl-C at a terminal: the command starts with SIGINT at its default even when the suite
+    # runs in a background job, whose children inherit it ignored (and then Python never
+    # turns it into KeyboardInterrupt).
+    with subprocess.Popen(
         [sys.executable, "-m", "jobqueue.cli", "show", "--follow", str(job["id"]), "--json"],
         env=cli_env(dsn), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert follow.stdout is not None
-    assert json.loads(follow.stdout.readline())["status"] == "queued"
-    follow.send_signal(signal.SIGINT)
-    _, stderr = follow.communicate(timeout=60)
+        preexec_fn=_as_from_a_terminal,
+    ) as follow:  # fmt: skip
+        try:
+            assert follow.stdout is not None
+            assert json.loads(follow.stdout.readline())["status"] == "queued"
+            follow.send_signal(signal.SIGINT)
+            _, stderr = follow.communicate(timeout=60)
+        finally:
+            follow.kill()  # a no-op once it has ended; else it would outlive the test
     assert follow.returncode == 130
     assert "Traceback" not in stderr and stderr.strip() == "interrupted"
