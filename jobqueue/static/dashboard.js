@@ -228,12 +228,16 @@ function throttled(fn, ms) {
   };
 }
 
-function initOverview() {
-  loadOverview().catch(() => {});
-  const refresh = throttled(loadOverview, 1000);
+// A page whose data any event may change: loaded now, again on events (at most once a
+// second), and every `everyMs` in case the feed is reconnecting.
+function keepCurrent(load, everyMs) {
+  load().catch(() => {});
+  const refresh = throttled(load, 1000);
   onEvents(refresh);
-  setInterval(refresh, 10000);
+  setInterval(refresh, everyMs);
 }
+
+function initOverview() { keepCurrent(loadOverview, 10000); }
 
 function currentFilter() {
   const form = document.getElementById("filters");
@@ -399,15 +403,7 @@ function initJob(root) {
   };
 }
 
-// The job type pages show a day's totals: any event may change them, so they reload on events
-// (at most once a second) and every 10 s, like the overview.
-function initJobType(root) {
-  const load = () => loadJobType(root.dataset.jobType);
-  load().catch(() => {});
-  const refresh = throttled(load, 1000);
-  onEvents(refresh);
-  setInterval(refresh, 10000);
-}
+function initJobType(root) { keepCurrent(() => loadJobType(root.dataset.jobType), 10000); }
 
 async function loadJobType(name) {
   const m = await api("GET", "/api/metrics");
@@ -444,12 +440,7 @@ async function loadWorkers() {
   if (!workers.length) body.append(el("tr", {}, el("td", { colspan: "8" }, "No live workers.")));
 }
 
-function initJobTypes() {
-  loadJobTypes().catch(() => {});
-  const refresh = throttled(loadJobTypes, 1000);
-  onEvents(refresh);
-  setInterval(refresh, 10000);
-}
+function initJobTypes() { keepCurrent(loadJobTypes, 10000); }
 
 async function loadJobTypes() {
   const m = await api("GET", "/api/metrics");
@@ -591,12 +582,7 @@ async function loadQueues(root) {
   }
 }
 
-function initQueues(root) {
-  const refresh = throttled(() => loadQueues(root).catch(() => {}), 1000);
-  onEvents(() => refresh());
-  setInterval(refresh, 5000);
-  loadQueues(root).catch(() => {});
-}
+function initQueues(root) { keepCurrent(() => loadQueues(root), 5000); }
 
 async function initTypeLimits(name) {
   const form = document.getElementById("type-limits");
